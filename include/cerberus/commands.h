@@ -1,0 +1,21 @@
+/* commands: the subcommands of the cerberus program. Each reads its options, calls the
+ * layers below, writes HDF5 and reports. argc/argv hold the positional arguments after the
+ * command name (options are in PETSc's database). Collective on comm. */
+#ifndef CERBERUS_COMMANDS_H
+#define CERBERUS_COMMANDS_H
+
+#include <mpi.h>
+
+typedef int (*command_fn)(int argc, char **argv, MPI_Comm comm);
+
+typedef struct command {
+  const char *name;
+  command_fn run;
+  const char *summary;
+} command;
+
+/* The table, terminated by a NULL name (src/main.c). */
+extern const command command_table[];
+
+
+#endif

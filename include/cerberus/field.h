@@ -1,0 +1,74 @@
+/* field: a periodic N^3 grid split in slabs along the first (slowest) axis, with FFTW-MPI.
+ *
+ * MODEL.md section 1. A field object holds the decomposition and the r2c / c2r plans
+ * (made once, reused) with their padded work buffer. Real fields are plain arrays of
+ * local_n0 * n * n doubles (no padding), index ((i - i0) * n + j) * n + k for global
+ * plane i in [i0, i0 + local_n0). Complex fields hold local_n0 * n * nc values,
+ * nc = n/2 + 1 (index ((i - i0) * n + j) * nc + c), in FFTW's non-transposed layout:
+ * the same planes as the real field. Allocate with field_alloc_real / field_alloc_complex.
+ *
+ * Conventions: forward f(k) = sum_x f(x) exp(-i k.x); field_c2r includes the 1/N^3 so that
+ * c2r(r2c(f)) = f. Wave numbers k = (2 pi / L) (a, b, c), a, b in [-N/2, N/2) and
+ * c in [0, N/2] for the half-complex last axis.
+ * The decomposition is FFTW's; a grid that leaves a rank without planes is an error. */
+#ifndef CERBERUS_FIELD_H
+#define CERBERUS_FIELD_H
+
+#include <complex.h>
+#include <mpi.h>
+#include <stddef.h>
+
+#include <fftw3-mpi.h>
+
+typedef struct field {
+  MPI_Comm comm;
+  int rank, size;
+  ptrdiff_t n;        /* grid points per side */
+  ptrdiff_t nc;       /* n / 2 + 1 */
+  double L;           /* box side, Mpc/h */
+  ptrdiff_t local_n0; /* planes on this rank */
+  ptrdiff_t local_0_start;
+  ptrdiff_t n_real_local;    /* local_n0 * n * n */
+  ptrdiff_t n_complex_local; /* local_n0 * n * nc */
+  ptrdiff_t *plane_start;    /* [size + 1]: first plane of each rank, then n */
+  /* private */
+  ptrdiff_t alloc_local;
+  double *work; /* padded in-place buffer */
+  fftw_plan r2c, c2r;
+} field;
+
+/* Collective. Errors (CB_ERR_INPUT) for n < 2, odd n, L <= 0 or non-finite, and a grid that
+ * cannot be split over the ranks (a rank with no plane, or fewer than min_planes planes:
+ * pass 1 unless a stencil needs more). */
+int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, field **f);
+void field_destroy(field **f); /* Collective; accepts NULL, leaves NULL. */
+
+double *field_alloc_real(const field *f);                 /* zeroed; free with fftw_free */
+fftw_complex *field_alloc_complex(const field *f);        /* zeroed; free with fftw_free */
+
+/* Collective. in and out may not alias the work buffer; in is not modified. */
+int field_r2c(field *f, const double *in, fftw_complex *out);
+/* Collective. Includes 1/N^3. in is not modified. */
+int field_c2r(field *f, const fftw_complex *in, double *out);
+
+/* Wave number component of index a in [0, n): 2 pi / L * (a < n/2 ? a : a - n). */
+static inline double field_k_of(const field *f, ptrdiff_t a) {
+  ptrdiff_t m = a < f->n / 2 ? a : a - f->n;
+  return 2.0 * 3.14159265358979323846 / f->L * (double)m;
+}
+/* Signed frequency index in [-n/2, n/2). */
+static inline ptrdiff_t field_freq(const field *f, ptrdiff_t a) { return a < f->n / 2 ? a : a - f->n; }
+
+/* Which rank owns global plane i (0 <= i < n). Not collective. */
+int field_owner(const field *f, ptrdiff_t i);
+
+/* Sum / max of local values over the ranks. Collective. */
+double field_sum(const field *f, const double *x);
+double field_allreduce_sum(const field *f, double x);
+
+/* Hermitian weight of a half-complex column c: 1 for c = 0 and c = n/2, 2 otherwise. */
+static inline double field_hermitian_weight(const field *f, ptrdiff_t c) {
+  return (c == 0 || 2 * c == f->n) ? 1.0 : 2.0;
+}
+
+#endif

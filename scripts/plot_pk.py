@@ -1,0 +1,130 @@
+#!/usr/bin/python3
+"""plot_pk.py PK.h5 OUT.png: draw a measured power spectrum against the input one.
+
+Reads the HDF5 file written by `cerberus pk`: datasets /k [h/Mpc], /pk [(Mpc/h)^3] and /n_modes
+(modes per shell), and optionally /pk_input (the input spectrum at the same k). Draws the measured
+P(k) with its Gaussian error bar P sqrt(2 / n_modes) and the input as a line, log-log. The title
+carries the file's attributes box_size, n_grid and seed when present (on the root group or on
+/pk). The PNG is written under a temporary name and renamed, so a failure never leaves a
+half-written picture. Uses /usr/bin/python3 with Debian's python3-h5py, -numpy, -matplotlib.
+"""
+import os
+import sys
+
+
+def fail(msg):
+    print(f"plot_pk: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def main(argv):
+    if len(argv) != 3 or argv[1] in ("-h", "-help", "--help"):
+        print("usage: plot_pk.py PK.h5 OUT.png", file=sys.stderr)
+        return 0 if len(argv) == 2 else 2
+    src, dst = argv[1], argv[2]
+
+    try:
+        import h5py
+        import numpy as np
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        fail(f"{e}: install Debian packages python3-h5py python3-numpy python3-matplotlib "
+             "(./scripts/setup.sh) and run with /usr/bin/python3")
+
+    if not os.path.isfile(src):
+        fail(f"P(k) file '{src}' not found")
+    try:
+        f = h5py.File(src, "r")
+    except OSError as e:
+        fail(f"P(k) file '{src}' is not a readable HDF5 file ({e})")
+
+    with f:
+        data = {}
+        for name in ("k", "pk", "n_modes"):
+            if name not in f:
+                fail(f"P(k) file '{src}' has no dataset /{name}")
+            data[name] = np.asarray(f[name][...], dtype=float).ravel()
+        pk_input = np.asarray(f["pk_input"][...], dtype=float).ravel() if "pk_input" in f else None
+        attrs = {}
+        for key in ("box_size", "n_grid", "seed", "redshift"):
+            for obj in (f, f["pk"]):
+                if key in obj.attrs:
+                    v = obj.attrs[key]
+                    attrs[key] = v.item() if hasattr(v, "item") and np.size(v) == 1 else v
+                    break
+
+    k, pk, n_modes = data["k"], data["pk"], data["n_modes"]
+    n = len(k)
+    if len(pk) != n or len(n_modes) != n:
+        fail(f"P(k) file '{src}': /k, /pk and /n_modes differ in length "
+             f"({n}, {len(pk)}, {len(n_modes)})")
+    if pk_input is not None and len(pk_input) != n:
+        fail(f"P(k) file '{src}': /pk_input has {len(pk_input)} values, /k has {n}")
+
+    # Only shells with modes and positive k, P can be drawn on log axes.
+    good = (n_modes > 0) & (k > 0) & (pk > 0) & np.isfinite(pk)
+    if not np.any(good):
+        fail(f"P(k) file '{src}': no shell with modes and positive P(k) to draw")
+    err = np.zeros_like(pk)
+    err[good] = pk[good] * np.sqrt(2.0 / n_modes[good])
+    # Log axes: keep the lower bar end positive.
+    lower = np.minimum(err, 0.999 * pk)
+
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    if pk_input is not None:
+        ok = (k > 0) & (pk_input > 0)
+        ax.plot(k[ok], pk_input[ok], "-", color="k", lw=1.5, label="input $P(k)$")
+    ax.errorbar(k[good], pk[good], yerr=[lower[good], err[good]], fmt="o", ms=3.5,
+                color="C0", ecolor="C0", elinewidth=1, capsize=2,
+                label=r"measured, $\pm P\sqrt{2/N_\mathrm{modes}}$")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(r"$k$ [$h$/Mpc]")
+    ax.set_ylabel(r"$P(k)$ [(Mpc/$h$)$^3$]")
+    def num(key, fmt):
+        # Attributes may be numbers, 1-element arrays or strings: show what can be shown.
+        v = attrs.get(key)
+        if v is None:
+            return None
+        if isinstance(v, bytes):
+            v = v.decode(errors="replace")
+        try:
+            return format(float(v), fmt)
+        except (TypeError, ValueError):
+            return str(v)
+
+    parts = []
+    for key, fmt, label in (("box_size", "g", "L = {} Mpc/h"), ("n_grid", ".0f", "N = {}$^3$"),
+                            ("seed", ".0f", "seed {}"), ("redshift", "g", "z = {}")):
+        text = num(key, fmt)
+        if text is not None:
+            parts.append(label.format(text))
+    title = "Power spectrum"
+    if parts:
+        title += ": " + ", ".join(parts)
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+
+    out_dir = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(out_dir):
+        fail(f"output directory '{out_dir}' does not exist")
+    tmp = f"{dst}.tmp{os.getpid()}.png"
+    try:
+        fig.savefig(tmp, format="png")
+        os.replace(tmp, dst)
+    except OSError as e:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        fail(f"cannot write '{dst}' ({e})")
+    plt.close(fig)
+    print(f"plot_pk: wrote {dst}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

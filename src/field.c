@@ -1,0 +1,145 @@
+/* field: FFTW-MPI slab decomposition and the r2c / c2r transforms (MODEL.md section 1).
+ *
+ * FFTW decides the slabs with fftw_mpi_local_size_3d (planes along the first axis, the same
+ * for the real and the non-transposed complex layout) and needs a padded in-place buffer
+ * of alloc_local complex numbers. Everything above this module sees unpadded real arrays
+ * (local_n0 * n * n) and compact half-complex arrays (local_n0 * n * (n/2 + 1)): the copy in
+ * and out of the padded buffer costs one pass over memory, far less than the transform, and
+ * spares every other module FFTW's padding. Plans are made once (FFTW_ESTIMATE, so plans and
+ * results do not depend on timing) and reused. */
+#include "cerberus/field.h"
+
+#include "cerberus/status.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int fftw_mpi_ready = 0;
+
+int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, field **out) {
+  *out = NULL;
+  CB_CHECK(n >= 2, CB_ERR_INPUT, "-n_grid must be at least 2 (got %td)", n);
+  CB_CHECK(n % 2 == 0, CB_ERR_INPUT, "-n_grid must be even (got %td)", n);
+  CB_CHECK(n <= 65536, CB_ERR_INPUT, "-n_grid %td is too large", n);
+  CB_CHECK(isfinite(L) && L > 0, CB_ERR_INPUT, "-box_size must be positive and finite (got %g)", L);
+  if (min_planes < 1) min_planes = 1;
+  if (!fftw_mpi_ready) {
+    fftw_mpi_init();
+    fftw_mpi_ready = 1;
+  }
+  field *f;
+  CB_CALLOC(f, 1);
+  f->comm = comm;
+  MPI_Comm_rank(comm, &f->rank);
+  MPI_Comm_size(comm, &f->size);
+  f->n = n;
+  f->nc = n / 2 + 1;
+  f->L = L;
+  f->alloc_local = fftw_mpi_local_size_3d(n, n, f->nc, comm, &f->local_n0, &f->local_0_start);
+  long mine = (long)f->local_n0, fewest = 0;
+  MPI_Allreduce(&mine, &fewest, 1, MPI_LONG, MPI_MIN, comm);
+  if (fewest < (long)min_planes) {
+    free(f);
+    return CB_ERROR(CB_ERR_INPUT,
+                    "-n_grid %td cannot be split over %d ranks: each rank needs at least %td "
+                    "plane(s) of the first axis (use fewer ranks or a larger grid)",
+                    n, f->size, min_planes);
+  }
+  f->n_real_local = f->local_n0 * n * n;
+  f->n_complex_local = f->local_n0 * n * f->nc;
+  f->plane_start = calloc((size_t)f->size + 1, sizeof *f->plane_start);
+  long start = (long)f->local_0_start;
+  long *starts = calloc((size_t)f->size, sizeof *starts);
+  f->work = fftw_alloc_real(2 * (size_t)(f->alloc_local > 0 ? f->alloc_local : 1));
+  if (!f->plane_start || !starts || !f->work) {
+    free(starts);
+    field_destroy(&f);
+    return CB_ERROR(CB_ERR_MEM, "out of memory for a %td^3 grid", n);
+  }
+  MPI_Allgather(&start, 1, MPI_LONG, starts, 1, MPI_LONG, comm);
+  for (int r = 0; r < f->size; r++) f->plane_start[r] = (ptrdiff_t)starts[r];
+  f->plane_start[f->size] = n;
+  free(starts);
+  f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm, FFTW_ESTIMATE);
+  f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm, FFTW_ESTIMATE);
+  if (!f->r2c || !f->c2r) {
+    field_destroy(&f);
+    return CB_ERROR(CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);
+  }
+  *out = f;
+  return CB_OK;
+}
+
+void field_destroy(field **pf) {
+  if (!pf || !*pf) return;
+  field *f = *pf;
+  if (f->r2c) fftw_destroy_plan(f->r2c);
+  if (f->c2r) fftw_destroy_plan(f->c2r);
+  fftw_free(f->work);
+  free(f->plane_start);
+  free(f);
+  *pf = NULL;
+}
+
+double *field_alloc_real(const field *f) {
+  size_t n = (size_t)(f->n_real_local > 0 ? f->n_real_local : 1);
+  double *p = fftw_alloc_real(n);
+  if (p) memset(p, 0, n * sizeof *p);
+  return p;
+}
+
+fftw_complex *field_alloc_complex(const field *f) {
+  size_t n = (size_t)(f->n_complex_local > 0 ? f->n_complex_local : 1);
+  fftw_complex *p = fftw_alloc_complex(n);
+  if (p) memset(p, 0, n * sizeof *p);
+  return p;
+}
+
+int field_r2c(field *f, const double *in, fftw_complex *out) {
+  const ptrdiff_t n = f->n, pad = 2 * f->nc;
+  for (ptrdiff_t row = 0; row < f->local_n0 * n; row++)
+    memcpy(f->work + row * pad, in + row * n, (size_t)n * sizeof(double));
+  fftw_execute(f->r2c);
+  memcpy(out, f->work, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  return CB_OK;
+}
+
+int field_c2r(field *f, const fftw_complex *in, double *out) {
+  const ptrdiff_t n = f->n, pad = 2 * f->nc;
+  const double scale = 1.0 / ((double)n * (double)n * (double)n);
+  memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  fftw_execute(f->c2r);
+  for (ptrdiff_t row = 0; row < f->local_n0 * n; row++) {
+    const double *src = f->work + row * pad;
+    double *dst = out + row * n;
+    for (ptrdiff_t k = 0; k < n; k++) dst[k] = scale * src[k];
+  }
+  return CB_OK;
+}
+
+int field_owner(const field *f, ptrdiff_t i) {
+  int lo = 0, hi = f->size - 1;
+  while (lo < hi) { /* last rank whose start <= i */
+    int mid = (lo + hi + 1) / 2;
+    if (f->plane_start[mid] <= i)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  /* ranks with zero planes share a start with the next: skip them */
+  while (lo < f->size - 1 && f->plane_start[lo + 1] == f->plane_start[lo]) lo++;
+  return lo;
+}
+
+double field_allreduce_sum(const field *f, double x) {
+  double s = 0;
+  MPI_Allreduce(&x, &s, 1, MPI_DOUBLE, MPI_SUM, f->comm);
+  return s;
+}
+
+double field_sum(const field *f, const double *x) {
+  double s = 0;
+  for (ptrdiff_t i = 0; i < f->n_real_local; i++) s += x[i];
+  return field_allreduce_sum(f, s);
+}
