@@ -122,6 +122,16 @@ def main(argv):
             os.remove(tmp)
         fail(f"cannot write '{dst}' ({e})")
     plt.close(fig)
+    # The key numbers: the range drawn and, with an input spectrum, the chi-square of the
+    # measured shells against it (a Gaussian field's shell has variance 2 P^2 / n_modes).
+    kg, pg, ng = k[good], pk[good], n_modes[good]
+    line = (f"P(k): {len(kg)} shells, k = {kg.min():.4g} .. {kg.max():.4g} h/Mpc, "
+            f"{int(ng.sum())} modes")
+    if pk_input is not None and np.all(pk_input[good] > 0):
+        pi = pk_input[good]
+        chi2 = float(np.sum((pg - pi) ** 2 / (2.0 * pi**2 / ng)))
+        line += f"; measured vs input: chi^2 = {chi2:.1f} for {len(kg)} shells"
+    print(line)
     print(f"plot_pk: wrote {dst}")
     return 0
 

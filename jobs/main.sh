@@ -1,0 +1,113 @@
+#!/usr/bin/env bash
+#SBATCH --job-name=cerberus-main
+#SBATCH --ntasks=2
+#SBATCH --time=00:30:00
+#SBATCH --output=cerberus-main-%j.log
+#
+# jobs/main.sh: the main Cerberus job. Submit it as it is from the clone's top directory,
+#
+#   sbatch jobs/main.sh                 # SLURM: ranks from --ntasks, launched with srun
+#   sbatch --ntasks=8 jobs/main.sh
+#
+# or run it locally with plain bash (what ./scripts/demo.sh does):
+#
+#   ./jobs/main.sh                      # 2 ranks through mpirun
+#   SLURM_NTASKS=4 OUT=out4 ./jobs/main.sh
+#
+# Environment (all optional):
+#   CERBERUS      the program (default: build/cerberus under the clone's top)
+#   OUT           output directory (default: out)
+#   PARAMS        options file for the initial conditions (default: params/default.opts)
+#   SLURM_NTASKS  number of MPI ranks (default: 2; SLURM sets it)
+#   MPIEXEC       launcher for local runs (default: mpirun)
+#   PYTHON        interpreter for the pictures (default: /usr/bin/python3)
+#
+# What it runs on its embedded default (a mock universe it makes itself): Gaussian initial
+# conditions on a 64^3 grid in a 250 Mpc/h box, their measured power spectrum, and a picture of
+# it against the input spectrum. Each step is one function below; STEPS lists them in order.
+# To add a step: write step_<name>() and add <name> to STEPS. Outputs of a step are the inputs
+# of the next, all in $OUT; every output is written under a temporary name and renamed, so a
+# failed step leaves no half-written file, and the job stops at the first failure.
+set -euo pipefail
+
+# The clone's top: SLURM runs a copy of this script from its spool directory, so there use the
+# directory the job was submitted from.
+if [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_SUBMIT_DIR:-}" ]; then
+  TOP=${CERBERUS_ROOT:-$SLURM_SUBMIT_DIR}
+else
+  TOP=${CERBERUS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+fi
+cd "$TOP"
+
+NTASKS=${SLURM_NTASKS:-2}
+OUT=${OUT:-out}
+PARAMS=${PARAMS:-params/default.opts}
+CERBERUS=${CERBERUS:-build/cerberus}
+PYTHON=${PYTHON:-/usr/bin/python3}
+
+if [ ! -x "$CERBERUS" ]; then
+  echo "main.sh: no cerberus program at '$CERBERUS': build it with ./scripts/build.sh" \
+    "(or set CERBERUS=/path/to/cerberus)" >&2
+  exit 1
+fi
+if [ ! -f "$PARAMS" ]; then
+  echo "main.sh: options file '$PARAMS' not found (set PARAMS=FILE)" >&2
+  exit 1
+fi
+mkdir -p "$OUT"
+
+# How to start NTASKS ranks: srun inside a SLURM allocation, mpirun otherwise.
+if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null 2>&1; then
+  launch=(srun -n "$NTASKS")
+else
+  launch=("${MPIEXEC:-mpirun}" -n "$NTASKS")
+  if [ "$(basename "${launch[0]}")" = mpirun ] || [ "$(basename "${launch[0]}")" = mpiexec ]; then
+    # Open MPI on a workstation: allow more ranks than cores, and root (containers, CI).
+    launch+=(--oversubscribe)
+    if [ "$(id -u)" -eq 0 ]; then
+      export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    fi
+    # Containers often forbid the cross-memory attach Open MPI uses between local ranks.
+    export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
+  fi
+fi
+
+# The key numbers of a step go to $OUT/summary.txt (./scripts/demo.sh prints it): pipe a
+# command's output through `summary` to keep it there as well as in the log.
+summary() { tee -a "$OUT/summary.txt"; }
+
+# cerberus ARGS...: run one subcommand on all ranks.
+cerberus() {
+  echo "main.sh: ${launch[*]} $CERBERUS $*"
+  "${launch[@]}" "$CERBERUS" "$@"
+}
+
+# 1. Initial conditions: white noise and the linear density field.
+step_ic() {
+  cerberus ic -options_file "$PARAMS" -o "$OUT/ic.h5" -overwrite
+}
+
+# 2. The power spectrum of the linear field, against the input one (HDF5 and a text table).
+step_pk() {
+  cerberus pk "$OUT/ic.h5" -dataset delta_linear -o "$OUT/pk.h5" -overwrite
+}
+
+# 3. The picture of P(k).
+step_plot_pk() {
+  echo "main.sh: $PYTHON scripts/plot_pk.py $OUT/pk.h5 $OUT/pk.png"
+  "$PYTHON" scripts/plot_pk.py "$OUT/pk.h5" "$OUT/pk.png" | summary
+}
+
+STEPS=(ic pk plot_pk)
+
+echo "main.sh: $NTASKS ranks, outputs in $OUT/, steps: ${STEPS[*]}"
+start=$SECONDS
+: >"$OUT/summary.txt"
+for step in "${STEPS[@]}"; do
+  echo "main.sh: == step $step"
+  t0=$SECONDS
+  "step_$step"
+  echo "main.sh: step $step done in $((SECONDS - t0)) s"
+done
+echo "main.sh: all steps done in $((SECONDS - start)) s; outputs:"
+ls -l "$OUT"
