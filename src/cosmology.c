@@ -59,7 +59,7 @@
 #define COSMO_SPLINE_NODES 288
 #define COSMO_FAST_LNM_LO (8.0 * M_LN10) /* spline used inside 1e8 .. 1e17 only */
 #define COSMO_FAST_LNM_HI (17.0 * M_LN10)
-#define COSMO_TABLE_MAX_BREAKS 1000 /* at most this many table nodes as quadrature breakpoints */
+#define COSMO_TABLE_MAX_BREAKS 250 /* at most this many table nodes as quadrature breakpoints */
 
 /* Constants of the Eisenstein-Hu no-wiggle fit that do not depend on k. */
 typedef struct eh_consts {
