@@ -29,9 +29,13 @@ struct h5file {
   char tmp[4200];
 };
 
-static void quiet_hdf5(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+static void quiet_hdf5(void) {
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
 
-const char *h5io_path(const h5file *h) { return h->path; }
+const char *h5io_path(const h5file *h) {
+  return h->path;
+}
 
 /* Every rank gets rank 0's value. */
 static int bcast_int(MPI_Comm comm, int v) {
@@ -299,7 +303,8 @@ int h5io_attr_read_string(h5file *h, const char *obj, const char *name, char *bu
   H5Tclose(ft);
   H5Aclose(a);
   H5Oclose(o);
-  CB_CHECK(e >= 0, CB_ERR_INPUT, "'%s': attribute '%s' of '%s' is not a string", h->path, name, obj);
+  CB_CHECK(e >= 0, CB_ERR_INPUT, "'%s': attribute '%s' of '%s' is not a string", h->path, name,
+           obj);
   return CB_OK;
 }
 
@@ -399,7 +404,8 @@ int h5io_read_field(h5file *h, const char *name, const field *f, double *local) 
   MPI_Allreduce(&mine, &all, 1, MPI_LONG, MPI_MIN, h->comm);
   if (all != (long)9e18) {
     long nn = (long)f->n;
-    return CB_ERROR(CB_ERR_INPUT, "'%s': dataset '%s' has a NaN or infinite value at voxel (%ld,%ld,%ld)",
+    return CB_ERROR(CB_ERR_INPUT,
+                    "'%s': dataset '%s' has a NaN or infinite value at voxel (%ld,%ld,%ld)",
                     h->path, name, all / (nn * nn), (all / nn) % nn, all % nn);
   }
   return CB_OK;
@@ -478,7 +484,8 @@ int h5io_read_rows_all(h5file *h, const char *name, size_t *ncols, size_t *nrows
   return CB_OK;
 }
 
-int h5io_write_array(h5file *h, const char *name, int ndim, const size_t *dims, const double *data) {
+int h5io_write_array(h5file *h, const char *name, int ndim, const size_t *dims,
+                     const double *data) {
   CB_CHECK(ndim >= 1 && ndim <= 4, CB_ERR_INTERNAL, "array '%s' has %d dimensions", name, ndim);
   hsize_t hd[4];
   for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];

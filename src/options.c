@@ -89,8 +89,12 @@ bool options_help_requested(const options *o) {
   return help_flag;
 }
 
-const char *options_record(const options *o) { return o->record; }
-const char *options_command(const options *o) { return o->command; }
+const char *options_record(const options *o) {
+  return o->record;
+}
+const char *options_command(const options *o) {
+  return o->command;
+}
 
 /* Look an option up as a raw string. *present: given at all; value "" for a bare flag. */
 static int raw_get(const char *name, char *buf, size_t n, bool *present) {
@@ -186,8 +190,8 @@ int options_string(options *o, const char *name, const char *help, const char *d
   if (set) *set = present;
   if (present) {
     CB_CHECK(buf[0] != '\0', CB_ERR_INPUT, "option %s needs a value", name);
-    CB_CHECK(strlen(buf) + 1 < n, CB_ERR_INPUT, "option %s: value longer than %zu characters",
-             name, n - 2);
+    CB_CHECK(strlen(buf) + 1 < n, CB_ERR_INPUT, "option %s: value longer than %zu characters", name,
+             n - 2);
   } else {
     snprintf(buf, n, "%s", def ? def : "");
   }
@@ -206,7 +210,8 @@ int options_choice(options *o, const char *name, const char *help, const char *c
   CB_CHECK(buf[0] != '\0', CB_ERR_INPUT, "option %s needs one of: %s", name, choices);
   snprintf(list, sizeof list, "%s", choices);
   int i = 0;
-  for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save), i++) {
+  for (char *save = NULL, *tok = strtok_r(list, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save), i++) {
     if (!strcmp(tok, buf)) {
       *index = i;
       return add_record(o, name, buf);
@@ -227,7 +232,8 @@ int options_real_array(options *o, const char *name, const char *help, double *v
   CB_CHECK(buf[0] != '\0', CB_ERR_INPUT, "option %s needs a comma-separated list of numbers", name);
   char copy[4096];
   snprintf(copy, sizeof copy, "%s", buf);
-  for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+  for (char *save = NULL, *tok = strtok_r(copy, ",", &save); tok;
+       tok = strtok_r(NULL, ",", &save)) {
     CB_CHECK(*n < nmax, CB_ERR_INPUT, "option %s: more than %d values", name, nmax);
     char *end;
     double v = strtod(tok, &end);
@@ -240,12 +246,20 @@ int options_real_array(options *o, const char *name, const char *help, double *v
 
 /* Options PETSc or main own; never reported as unknown. */
 static bool owned_elsewhere(const char *name) {
-  static const char *prefixes[] = {"log",  "malloc", "info", "on_error", "options_", "tao_",
-                                   "da_",  "vec_",   "mat_", "ksp_",     "pc_",      "snes_",
-                                   "viewer", "no_signal_handler", "fp_trap", "petsc",
-                                   "skip_petscrc", "traceback", "quiet", "check_pointer",
-                                   "mpi_", "memory_view", "history", "objects_dump", "device_",
-                                   "use_gpu", "sys_", "citations"};
+  static const char *prefixes[] = {"log",          "malloc",
+                                   "info",         "on_error",
+                                   "options_",     "tao_",
+                                   "da_",          "vec_",
+                                   "mat_",         "ksp_",
+                                   "pc_",          "snes_",
+                                   "viewer",       "no_signal_handler",
+                                   "fp_trap",      "petsc",
+                                   "skip_petscrc", "traceback",
+                                   "quiet",        "check_pointer",
+                                   "mpi_",         "memory_view",
+                                   "history",      "objects_dump",
+                                   "device_",      "use_gpu",
+                                   "sys_",         "citations"};
   for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
     if (!strncmp(name, prefixes[i], strlen(prefixes[i]))) return true;
   return false;
@@ -262,8 +276,8 @@ int options_finish(options *o) {
   MPI_Comm_rank(o->comm, &rank);
   if (help_flag) {
     if (rank == 0) {
-      printf("Usage: cerberus %s [options]\n  %s\n\nOptions (value given, <default>):\n%s", o->command,
-             o->summary, o->help);
+      printf("Usage: cerberus %s [options]\n  %s\n\nOptions (value given, <default>):\n%s",
+             o->command, o->summary, o->help);
       printf("\nCommon options:\n"
              "  -options_file FILE                 read options from FILE (PETSc format)\n"
              "  -log_view                          PETSc's profile of logged events at the end\n"
@@ -281,11 +295,13 @@ int options_finish(options *o) {
   for (PetscInt i = 0; i < nleft; i++) {
     if (owned_elsewhere(names[i])) continue;
     if (on_command_line(names[i])) {
-      status = CB_ERROR(CB_ERR_INPUT, "unknown option -%s for 'cerberus %s' (see cerberus %s -help)",
-                        names[i], o->command, o->command);
+      status =
+          CB_ERROR(CB_ERR_INPUT, "unknown option -%s for 'cerberus %s' (see cerberus %s -help)",
+                   names[i], o->command, o->command);
       break;
     }
-    log_warn("option -%s (from an options file) is not used by 'cerberus %s'", names[i], o->command);
+    log_warn("option -%s (from an options file) is not used by 'cerberus %s'", names[i],
+             o->command);
   }
   PetscOptionsLeftRestore(NULL, &nleft, &names, &values);
   return status;

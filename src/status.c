@@ -28,10 +28,16 @@ int status_error(int code, const char *file, int line, const char *func, const c
   return code;
 }
 
-void status_trace(const char *file, int line, const char *func) { trace_append(file, line, func); }
+void status_trace(const char *file, int line, const char *func) {
+  trace_append(file, line, func);
+}
 
-const char *status_message(void) { return message; }
-const char *status_traceback(void) { return traceback; }
+const char *status_message(void) {
+  return message;
+}
+const char *status_traceback(void) {
+  return traceback;
+}
 
 void status_clear(void) {
   message[0] = '\0';

@@ -25,8 +25,12 @@ int testing_init(int *argc, char ***argv, MPI_Comm *comm) {
   return 0;
 }
 
-int testing_rank(void) { return rank_; }
-int testing_size(void) { return size_; }
+int testing_rank(void) {
+  return rank_;
+}
+int testing_size(void) {
+  return size_;
+}
 
 void testing_skip(const char *why) {
   skipped = 1;

@@ -30,8 +30,8 @@ int testing_size(void);
   do {                                                                                             \
     double ta_ = (a), tb_ = (b);                                                                   \
     double tm_ = fmax(fabs(ta_), fabs(tb_));                                                       \
-    if (!(fabs(ta_ - tb_) <= (rtol) * tm_ || tm_ < 1e-300))                                        \
-      testing_fail(__FILE__, __LINE__, "%s: %.15g vs %.15g (rel %.3g > %.3g)", (name), ta_, tb_,  \
+    if (!(fabs(ta_ - tb_) <= (rtol)*tm_ || tm_ < 1e-300))                                          \
+      testing_fail(__FILE__, __LINE__, "%s: %.15g vs %.15g (rel %.3g > %.3g)", (name), ta_, tb_,   \
                    tm_ > 0 ? fabs(ta_ - tb_) / tm_ : 0.0, (double)(rtol));                         \
   } while (0)
 
@@ -40,7 +40,7 @@ int testing_size(void);
   do {                                                                                             \
     int ts_ = (expr);                                                                              \
     if (ts_ != (want))                                                                             \
-      testing_fail(__FILE__, __LINE__, "%s: status %d, expected %d (%s)", (name), ts_, (want),    \
+      testing_fail(__FILE__, __LINE__, "%s: status %d, expected %d (%s)", (name), ts_, (want),     \
                    status_message());                                                              \
   } while (0)
 

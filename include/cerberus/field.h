@@ -43,8 +43,8 @@ typedef struct field {
 int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, field **f);
 void field_destroy(field **f); /* Collective; accepts NULL, leaves NULL. */
 
-double *field_alloc_real(const field *f);                 /* zeroed; free with fftw_free */
-fftw_complex *field_alloc_complex(const field *f);        /* zeroed; free with fftw_free */
+double *field_alloc_real(const field *f);          /* zeroed; free with fftw_free */
+fftw_complex *field_alloc_complex(const field *f); /* zeroed; free with fftw_free */
 
 /* Collective. in and out may not alias the work buffer; in is not modified. */
 int field_r2c(field *f, const double *in, fftw_complex *out);
@@ -57,7 +57,9 @@ static inline double field_k_of(const field *f, ptrdiff_t a) {
   return 2.0 * 3.14159265358979323846 / f->L * (double)m;
 }
 /* Signed frequency index in [-n/2, n/2). */
-static inline ptrdiff_t field_freq(const field *f, ptrdiff_t a) { return a < f->n / 2 ? a : a - f->n; }
+static inline ptrdiff_t field_freq(const field *f, ptrdiff_t a) {
+  return a < f->n / 2 ? a : a - f->n;
+}
 
 /* Which rank owns global plane i (0 <= i < n). Not collective. */
 int field_owner(const field *f, ptrdiff_t i);

@@ -24,7 +24,7 @@ int h5io_create(MPI_Comm comm, const char *path, bool overwrite, h5file **h);
 int h5io_commit(h5file **h); /* close and rename to the final name */
 void h5io_abort(h5file **h); /* close and delete the temporary file; accepts NULL */
 int h5io_open(MPI_Comm comm, const char *path, h5file **h); /* read only */
-void h5io_close(h5file **h);                                 /* accepts NULL */
+void h5io_close(h5file **h);                                /* accepts NULL */
 const char *h5io_path(const h5file *h);
 
 /* Refuse early (before any work) an output that exists without overwrite, or whose

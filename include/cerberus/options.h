@@ -35,8 +35,8 @@ int options_string(options *o, const char *name, const char *help, const char *d
 int options_choice(options *o, const char *name, const char *help, const char *choices,
                    const char *def, int *index);
 /* Comma-separated list of reals, at most nmax values (PETSc's -x 1,2,3 syntax). */
-int options_real_array(options *o, const char *name, const char *help, double *values,
-                       int *n, int nmax, bool *set);
+int options_real_array(options *o, const char *name, const char *help, double *values, int *n,
+                       int nmax, bool *set);
 
 /* Help, unknown options: see above. Collective. */
 int options_finish(options *o);
