@@ -20,6 +20,7 @@
 
 /* One line a command; later issues add theirs. */
 const command command_table[] = {
+    {"catalogue", cmd_catalogue, "catalogue import: a text halo catalogue into HDF5"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out) {

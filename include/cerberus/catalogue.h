@@ -4,7 +4,7 @@
  * `cerberus catalogue import`, read by the likelihood:
  *   /halos/position   n x 3 doubles, Mpc/h, each coordinate in [0, box_size)
  *   /halos/mass       n doubles, M_sun/h, finite and >= mass_threshold
- *   root attributes   box_size (double), n_grid (long), mass_threshold (double), n_halos (long)
+ *   root attributes   box_size (double), n_grid (long), mass_threshold (double)
  * A halo lies in voxel floor(x n_grid / box_size) per axis (catalogue_voxel_axis).
  *
  * In memory a catalogue holds the halos of one rank (positions x,y,z per halo, masses) and

@@ -17,5 +17,7 @@ typedef struct command {
 /* The table, terminated by a NULL name (src/main.c). */
 extern const command command_table[];
 
+int cmd_catalogue(int argc, char **argv, MPI_Comm comm);
+
 
 #endif
