@@ -9,6 +9,7 @@
  * results do not depend on timing) and reused. */
 #include "cerberus/field.h"
 
+#include "cerberus/logevent.h"
 #include "cerberus/status.h"
 
 #include <math.h>
@@ -100,7 +101,9 @@ int field_r2c(field *f, const double *in, fftw_complex *out) {
   const ptrdiff_t n = f->n, pad = 2 * f->nc;
   for (ptrdiff_t row = 0; row < f->local_n0 * n; row++)
     memcpy(f->work + row * pad, in + row * n, (size_t)n * sizeof(double));
+  logevent_begin(LOGEVENT_FFT);
   fftw_execute(f->r2c);
+  logevent_end(LOGEVENT_FFT);
   memcpy(out, f->work, (size_t)f->n_complex_local * sizeof(fftw_complex));
   return CB_OK;
 }
@@ -109,7 +112,9 @@ int field_c2r(field *f, const fftw_complex *in, double *out) {
   const ptrdiff_t n = f->n, pad = 2 * f->nc;
   const double scale = 1.0 / ((double)n * (double)n * (double)n);
   memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  logevent_begin(LOGEVENT_FFT);
   fftw_execute(f->c2r);
+  logevent_end(LOGEVENT_FFT);
   for (ptrdiff_t row = 0; row < f->local_n0 * n; row++) {
     const double *src = f->work + row * pad;
     double *dst = out + row * n;
