@@ -20,6 +20,9 @@
 
 /* One line a command; later issues add theirs. */
 const command command_table[] = {
+    {"ic", cmd_ic, "white noise and the linear density field delta_L (HDF5)"},
+    {"pk", cmd_pk, "the power spectrum P(k) of a field in an HDF5 file"},
+    {"bench", cmd_bench, "benchmarks as CSV rows (bench fft -n_grid N)"},
     {"catalogue", cmd_catalogue, "catalogue import: a text halo catalogue into HDF5"},
     {NULL, NULL, NULL}};
 
