@@ -1,0 +1,43 @@
+/* lpt: Lagrangian perturbation theory, delta_L -> particle positions, and its adjoint.
+ *
+ * MODEL.md section 2. One particle per voxel at the voxel centre q = (i+1/2, j+1/2, k+1/2) L/N,
+ * in the field's slab decomposition (particle p of a rank is its local voxel p, in the local
+ * real-array order). Zel'dovich: x = q + Psi1, Psi1(k) = i k / k^2 delta_L(k), the Nyquist
+ * planes of i k set to zero. Second order (order 2) adds Psi2 = D2 grad phi2 with D2 = -3/7
+ * (D1 = 1: delta_L already carries the growth), lap phi2 = sum_{i<j} (phi_ii phi_jj - phi_ij^2),
+ * phi_ij(k) = k_i k_j / k^2 delta_L(k); so Psi2(k) = (3/7) i k / k^2 S(k), S the source.
+ * Positions are wrapped periodically into [0, L). Arrays of positions hold 3 doubles per
+ * particle (x, y, z), 3 * n_real_local in all.
+ *
+ * The object owns its workspaces; with order 2 it keeps the six phi_ij of the last forward
+ * call, which lpt_adjoint linearises about. */
+#ifndef CERBERUS_LPT_H
+#define CERBERUS_LPT_H
+
+#include "cerberus/field.h"
+
+typedef struct lpt lpt;
+
+/* order 1 (Zel'dovich) or 2 (2LPT); other values are CB_ERR_INPUT. Collective. */
+int lpt_create(field *f, int order, lpt **p);
+void lpt_destroy(lpt **p); /* Not collective; accepts NULL, leaves NULL. */
+int lpt_order(const lpt *p);
+
+/* pos = q + Psi(delta_L), wrapped into [0, L). delta_L: n_real_local values. Collective. */
+int lpt_forward(lpt *p, const double *delta_L, double *pos);
+/* The same from the half-complex transform of delta_L (field_r2c of it; n_complex_local
+ * values, Hermitian): saves one FFT when the caller has it. Collective. */
+int lpt_forward_k(lpt *p, const fftw_complex *delta_k, double *pos);
+
+/* Given g_pos = dF/dpos (3 per particle, Lagrangian order), return g_delta_L = dF/d delta_L
+ * at the last forward call's delta_L (only 2LPT depends on it). g_pos and g_delta_L must not
+ * alias. Collective. */
+int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L);
+/* The same, returned as half-complex G with g_delta_L = field_c2r(G) (Hermitian, so that
+ * a following real-even filter can act on it without a further r2c). Collective. */
+int lpt_adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k);
+
+/* Lagrangian coordinate component d (0, 1, 2) of local particle p. Not collective. */
+double lpt_q(const field *f, ptrdiff_t p, int d);
+
+#endif
