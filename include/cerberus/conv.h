@@ -40,10 +40,10 @@ void conv_set_weights(conv *cv, const double *w);
  * in: buffer with ghosts as above. */
 void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0,
                   ptrdiff_t p1);
-/* Reverse pass for output planes [p0, p1): ADDS d/dw (tied, biases last) into grad_w and,
- * if din is not NULL, ADDS into din (same layout as in, ghosts included: contributions to
- * ghost planes are for the neighbours). dout has the out layout. */
-void conv_backward(const conv *cv, ptrdiff_t n, const double *in, const double *dout,
-                   double *grad_w, double *din, ptrdiff_t p0, ptrdiff_t p1);
+/* Reverse pass for output planes [p0, p1) (uses the conv's workspace): ADDS d/dw (tied, biases
+ * last) into grad_w and, if din is not NULL, ADDS into din (same layout as in, ghosts included:
+ * contributions to ghost planes are for the neighbours). dout has the out layout. */
+void conv_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout, double *grad_w,
+                   double *din, ptrdiff_t p0, ptrdiff_t p1);
 
 #endif

@@ -20,10 +20,10 @@
 #include <stddef.h>
 
 enum likelihood_reason {
-  LK_FINITE = 0,       /* the value is finite */
-  LK_HALO_DENSITY = 1, /* dn/dlnM underflows to 0 at a halo */
+  LK_FINITE = 0,        /* the value is finite */
+  LK_HALO_DENSITY = 1,  /* dn/dlnM underflows to 0 at a halo */
   LK_NBAR_OVERFLOW = 2, /* an expected count overflows */
-  LK_NONFINITE = 3,    /* a feature or head output overflowed (huge weights) */
+  LK_NONFINITE = 3,     /* a feature or head output overflowed (huge weights) */
   LK_N_REASONS = 4
 };
 const char *likelihood_reason_name(int reason);

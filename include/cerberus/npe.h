@@ -28,6 +28,7 @@
 
 #include "cerberus/field.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define NPE_MAX_LAYERS 8

@@ -1,0 +1,287 @@
+/* conv: local multipole-tied 3-D convolutions, forward and reverse (MODEL.md section 3).
+ *
+ * Tying. For each multipole type t = (l, m) (t = l^2 + l + m) every kernel offset
+ * r = (di, dj, dk) gets a value: |r| for l = 0, and |r| Re Y_lm(theta, phi) for l >= 1
+ * (theta the polar angle from the k axis, phi = atan2(dj, di), orthonormal Y_lm with the
+ * Condon-Shortley phase, Re Y_l,-m = (-1)^m Re Y_lm), rounded to 1e-10. Offsets with equal
+ * values share a weight; for l >= 1 offsets of value 0 carry none. This is the public
+ * multipole_kernels recipe (Charnock et al.), written with the usual physics convention
+ * for the angles (the recipe passes its polar angle to scipy's azimuth argument and uses
+ * arctan(y/x); the partition of the kernel is what matters and l = 0 is identical).
+ * Groups are numbered in increasing order of their value, so for l = 0: centre, faces,
+ * edges, corners (4 for 3^3, 10 for 5^3).
+ *
+ * Evaluation. The tied weights are expanded once per call of conv_set_weights into full
+ * K^3 kernels per (q, c). The forward pass loops plane, output channel, row j, then over
+ * input channels and (di, dj): the destination row stays in L1 while K shifted source
+ * rows are added to it; periodic wrap in k is two plain loops, wrap in j an index. The
+ * reverse pass uses the same loops: d kernel = sum dout * shifted in (dot products) and
+ * din += kernel * dout scattered to the shifted rows, which may be ghost planes (the
+ * caller sends those back to their owners). Nothing here knows about MPI. */
+#include "cerberus/conv.h"
+
+#include "cerberus/status.h"
+
+#include <gsl/gsl_sf_legendre.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct conv {
+  int K, g, K3, lmax, n_lm, c_in, channels, c_out;
+  int *group;    /* [n_lm][K3]: group index or -1 */
+  int *n_groups; /* [n_lm] */
+  size_t *woff;  /* [c_out * c_in]: offset of kernel (q, c) in the weight vector */
+  size_t n_kern; /* kernel weights (biases follow) */
+  double *kern;  /* [c_out][c_in][K3] expanded */
+  double *bias;  /* [c_out] */
+  double *gkern; /* workspace: expanded kernel gradient */
+};
+
+static double tie_value(int l, int m, int di, int dj, int dk) {
+  double r = sqrt((double)(di * di + dj * dj + dk * dk));
+  if (l == 0) return r;
+  if (r == 0) return 0;
+  double ct = dk / r;
+  double phi = atan2((double)dj, (double)di);
+  int am = abs(m);
+  double y = gsl_sf_legendre_sphPlm(l, am, ct) * cos(am * phi);
+  if (m < 0 && (am % 2)) y = -y;
+  return r * y;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+int conv_create(int kernel, int lmax, int c_in, int channels, conv **out) {
+  *out = NULL;
+  CB_CHECK(kernel == 3 || kernel == 5, CB_ERR_INPUT, "kernel size must be 3 or 5 (got %d)", kernel);
+  CB_CHECK(lmax >= 0 && lmax <= 2, CB_ERR_INPUT, "lmax must be 0, 1 or 2 (got %d)", lmax);
+  CB_CHECK(c_in >= 1 && channels >= 1, CB_ERR_INPUT, "channels must be positive (got %d, %d)", c_in,
+           channels);
+  conv *cv;
+  CB_CALLOC(cv, 1);
+  cv->K = kernel;
+  cv->g = (kernel - 1) / 2;
+  cv->K3 = kernel * kernel * kernel;
+  cv->lmax = lmax;
+  cv->n_lm = (lmax + 1) * (lmax + 1);
+  cv->c_in = c_in;
+  cv->channels = channels;
+  cv->c_out = channels * cv->n_lm;
+  int st = CB_OK;
+  cv->group = malloc((size_t)cv->n_lm * cv->K3 * sizeof *cv->group);
+  cv->n_groups = calloc((size_t)cv->n_lm, sizeof *cv->n_groups);
+  cv->woff = calloc((size_t)cv->c_out * c_in, sizeof *cv->woff);
+  cv->kern = calloc((size_t)cv->c_out * c_in * cv->K3, sizeof *cv->kern);
+  cv->gkern = calloc((size_t)cv->c_out * c_in * cv->K3, sizeof *cv->gkern);
+  cv->bias = calloc((size_t)cv->c_out, sizeof *cv->bias);
+  double *vals = malloc((size_t)cv->K3 * sizeof *vals),
+         *uniq = malloc((size_t)cv->K3 * sizeof *uniq);
+  if (!cv->group || !cv->n_groups || !cv->woff || !cv->kern || !cv->gkern || !cv->bias || !vals ||
+      !uniq) {
+    st = CB_ERROR(CB_ERR_MEM, "out of memory for a convolution layer");
+    goto fail;
+  }
+  const int g = cv->g, K = kernel;
+  for (int l = 0; l <= lmax; l++)
+    for (int m = -l; m <= l; m++) {
+      int t = l * l + l + m;
+      for (int di = -g; di <= g; di++)
+        for (int dj = -g; dj <= g; dj++)
+          for (int dk = -g; dk <= g; dk++) {
+            double v = tie_value(l, m, di, dj, dk);
+            vals[((di + g) * K + (dj + g)) * K + (dk + g)] = round(v * 1e10) * 1e-10;
+          }
+      int nu = 0;
+      for (int a = 0; a < cv->K3; a++)
+        if (l == 0 || vals[a] != 0) uniq[nu++] = vals[a];
+      qsort(uniq, (size_t)nu, sizeof *uniq, cmp_double);
+      int ng = 0;
+      for (int a = 0; a < nu; a++)
+        if (ng == 0 || uniq[a] != uniq[ng - 1]) uniq[ng++] = uniq[a];
+      cv->n_groups[t] = ng;
+      for (int a = 0; a < cv->K3; a++) {
+        int *gr = &cv->group[(size_t)t * cv->K3 + a];
+        *gr = -1;
+        if (l > 0 && vals[a] == 0) continue;
+        for (int b = 0; b < ng; b++)
+          if (uniq[b] == vals[a]) *gr = b;
+      }
+    }
+  size_t off = 0;
+  for (int q = 0; q < cv->c_out; q++)
+    for (int c = 0; c < c_in; c++) {
+      cv->woff[(size_t)q * c_in + c] = off;
+      off += (size_t)cv->n_groups[q % cv->n_lm];
+    }
+  cv->n_kern = off;
+  free(vals);
+  free(uniq);
+  *out = cv;
+  return CB_OK;
+fail:
+  free(vals);
+  free(uniq);
+  conv_destroy(&cv);
+  return st;
+}
+
+void conv_destroy(conv **pcv) {
+  if (!pcv || !*pcv) return;
+  conv *cv = *pcv;
+  free(cv->group);
+  free(cv->n_groups);
+  free(cv->woff);
+  free(cv->kern);
+  free(cv->gkern);
+  free(cv->bias);
+  free(cv);
+  *pcv = NULL;
+}
+
+int conv_ghost(const conv *cv) {
+  return cv->g;
+}
+int conv_c_in(const conv *cv) {
+  return cv->c_in;
+}
+int conv_c_out(const conv *cv) {
+  return cv->c_out;
+}
+int conv_n_groups(const conv *cv, int t) {
+  return (t >= 0 && t < cv->n_lm) ? cv->n_groups[t] : 0;
+}
+int conv_group_of(const conv *cv, int t, int di, int dj, int dk) {
+  int g = cv->g, K = cv->K;
+  if (t < 0 || t >= cv->n_lm || abs(di) > g || abs(dj) > g || abs(dk) > g) return -1;
+  return cv->group[(size_t)t * cv->K3 + ((di + g) * K + (dj + g)) * K + (dk + g)];
+}
+size_t conv_n_weights(const conv *cv) {
+  return cv->n_kern + (size_t)cv->c_out;
+}
+
+void conv_set_weights(conv *cv, const double *w) {
+  for (int q = 0; q < cv->c_out; q++) {
+    const int *gr = cv->group + (size_t)(q % cv->n_lm) * cv->K3;
+    for (int c = 0; c < cv->c_in; c++) {
+      const double *wq = w + cv->woff[(size_t)q * cv->c_in + c];
+      double *kq = cv->kern + ((size_t)q * cv->c_in + c) * cv->K3;
+      for (int a = 0; a < cv->K3; a++) kq[a] = gr[a] >= 0 ? wq[gr[a]] : 0.0;
+    }
+    cv->bias[q] = w[cv->n_kern + q];
+  }
+}
+
+/* dst[k] += w * src[(k + dk) mod n] */
+static inline void axpy_shift(ptrdiff_t n, int dk, double w, const double *restrict src,
+                              double *restrict dst) {
+  if (dk >= 0) {
+    for (ptrdiff_t k = 0; k < n - dk; k++) dst[k] += w * src[k + dk];
+    for (ptrdiff_t k = n - dk; k < n; k++) dst[k] += w * src[k + dk - n];
+  } else {
+    for (ptrdiff_t k = 0; k < -dk; k++) dst[k] += w * src[k + dk + n];
+    for (ptrdiff_t k = -dk; k < n; k++) dst[k] += w * src[k + dk];
+  }
+}
+
+/* sum_k a[k] * src[(k + dk) mod n] */
+static inline double dot_shift(ptrdiff_t n, int dk, const double *restrict a,
+                               const double *restrict src) {
+  double s = 0;
+  if (dk >= 0) {
+    for (ptrdiff_t k = 0; k < n - dk; k++) s += a[k] * src[k + dk];
+    for (ptrdiff_t k = n - dk; k < n; k++) s += a[k] * src[k + dk - n];
+  } else {
+    for (ptrdiff_t k = 0; k < -dk; k++) s += a[k] * src[k + dk + n];
+    for (ptrdiff_t k = -dk; k < n; k++) s += a[k] * src[k + dk];
+  }
+  return s;
+}
+
+/* din[(k + dk) mod n] += w * a[k] */
+static inline void scatter_shift(ptrdiff_t n, int dk, double w, const double *restrict a,
+                                 double *restrict din) {
+  if (dk >= 0) {
+    for (ptrdiff_t k = 0; k < n - dk; k++) din[k + dk] += w * a[k];
+    for (ptrdiff_t k = n - dk; k < n; k++) din[k + dk - n] += w * a[k];
+  } else {
+    for (ptrdiff_t k = 0; k < -dk; k++) din[k + dk + n] += w * a[k];
+    for (ptrdiff_t k = -dk; k < n; k++) din[k + dk] += w * a[k];
+  }
+}
+
+void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0,
+                  ptrdiff_t p1) {
+  const int g = cv->g, K = cv->K, C = cv->c_in;
+  const ptrdiff_t nn = n * n;
+  for (ptrdiff_t p = p0; p < p1; p++)
+    for (int q = 0; q < cv->c_out; q++) {
+      double *osheet = out + ((size_t)p * cv->c_out + q) * nn;
+      for (ptrdiff_t j = 0; j < n; j++) {
+        double *dst = osheet + j * n;
+        for (ptrdiff_t k = 0; k < n; k++) dst[k] = cv->bias[q];
+        for (int c = 0; c < C; c++) {
+          const double *kq = cv->kern + ((size_t)q * C + c) * cv->K3;
+          for (int di = -g; di <= g; di++) {
+            const double *isheet = in + ((size_t)(p + g + di) * C + c) * nn;
+            for (int dj = -g; dj <= g; dj++) {
+              ptrdiff_t jj = (j + dj + n) % n;
+              const double *src = isheet + jj * n;
+              const double *kr = kq + ((di + g) * K + (dj + g)) * K + g;
+              for (int dk = -g; dk <= g; dk++)
+                if (kr[dk] != 0.0) axpy_shift(n, dk, kr[dk], src, dst);
+            }
+          }
+        }
+      }
+    }
+}
+
+void conv_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout, double *grad_w,
+                   double *din, ptrdiff_t p0, ptrdiff_t p1) {
+  const int g = cv->g, K = cv->K, C = cv->c_in;
+  const ptrdiff_t nn = n * n;
+  memset(cv->gkern, 0, (size_t)cv->c_out * C * cv->K3 * sizeof *cv->gkern);
+  for (ptrdiff_t p = p0; p < p1; p++)
+    for (int q = 0; q < cv->c_out; q++) {
+      const double *dsheet = dout + ((size_t)p * cv->c_out + q) * nn;
+      double bsum = 0;
+      for (ptrdiff_t j = 0; j < n; j++) {
+        const double *a = dsheet + j * n;
+        for (ptrdiff_t k = 0; k < n; k++) bsum += a[k];
+        for (int c = 0; c < C; c++) {
+          const double *kq = cv->kern + ((size_t)q * C + c) * cv->K3;
+          double *gq = cv->gkern + ((size_t)q * C + c) * cv->K3;
+          const int *gr = cv->group + (size_t)(q % cv->n_lm) * cv->K3;
+          for (int di = -g; di <= g; di++) {
+            size_t soff = ((size_t)(p + g + di) * C + c) * nn;
+            for (int dj = -g; dj <= g; dj++) {
+              ptrdiff_t jj = (j + dj + n) % n;
+              const double *src = in + soff + jj * n;
+              double *drow = din ? din + soff + jj * n : NULL;
+              int base = ((di + g) * K + (dj + g)) * K + g;
+              for (int dk = -g; dk <= g; dk++) {
+                if (gr[base + dk] < 0) continue;
+                gq[base + dk] += dot_shift(n, dk, a, src);
+                if (drow && kq[base + dk] != 0.0) scatter_shift(n, dk, kq[base + dk], a, drow);
+              }
+            }
+          }
+        }
+      }
+      if (grad_w) grad_w[cv->n_kern + q] += bsum;
+    }
+  if (!grad_w) return;
+  for (int q = 0; q < cv->c_out; q++) {
+    const int *gr = cv->group + (size_t)(q % cv->n_lm) * cv->K3;
+    for (int c = 0; c < C; c++) {
+      double *wq = grad_w + cv->woff[(size_t)q * C + c];
+      const double *gq = cv->gkern + ((size_t)q * C + c) * cv->K3;
+      for (int a = 0; a < cv->K3; a++)
+        if (gr[a] >= 0) wq[gr[a]] += gq[a];
+    }
+  }
+}

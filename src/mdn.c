@@ -1,0 +1,197 @@
+/* mdn: the mixture density network head, per voxel (MODEL.md section 4).
+ *
+ * From P features psi (a dot product per output) the head gives G Gaussians in u = ln M:
+ * weights alpha_i (kept as ln alpha_i), ordered means mu_i and widths sigma_i, with the
+ * offsets ln A0, ln M0 and ln(e^(S0 - sigma_min) - 1) that put the zero-weight head at
+ * alpha = A0, mu_1 = ln M0, mu_2 = mu_1 + ln 2, sigma = S0. It then evaluates, in log space,
+ * ln dn/dlnM at a halo's mass (log-sum-exp over the components) and the expected number of
+ * halos above Mth in a voxel (each component's ln(alpha / 2) + ln erfc(x) summed by
+ * log-sum-exp, ln erfc from GSL's gsl_sf_log_erfc, which uses the scaled complementary
+ * error function for large x). The reverse pass takes adjoints with respect to
+ * (y_alpha, mu, sigma) and returns those of the weights and features: derivatives are
+ * formed as exponentials of sums of logs, so that huge alpha times a vanishing erfc never
+ * gives inf * 0. */
+#include "cerberus/mdn.h"
+
+#include "cerberus/status.h"
+
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_sf_erf.h>
+#include <math.h>
+#include <string.h>
+
+#define LN_2PI_HALF 0.91893853320467274178 /* ln sqrt(2 pi) */
+#define LN_SQRT_PI 0.57236494292470008707  /* ln sqrt(pi) */
+#define MDN_LN2 0.69314718055994530942
+#define MDN_SQRT2 1.41421356237309504880
+
+void mdn_config_default(mdn_config *cfg) {
+  cfg->n_gauss = 2;
+  cfg->n_features = 1;
+  cfg->A0 = 1e-3;
+  cfg->M0 = 2e12;
+  cfg->S0 = 1.0;
+  cfg->sigma_min = 0.05;
+}
+
+int mdn_config_check(const mdn_config *c) {
+  CB_CHECK(c->n_gauss >= 1 && c->n_gauss <= MDN_MAX_G, CB_ERR_INPUT,
+           "-n_gauss must be 1 to %d (got %d)", MDN_MAX_G, c->n_gauss);
+  CB_CHECK(c->n_features >= 0, CB_ERR_INPUT, "the head needs P >= 0 features (got %d)",
+           c->n_features);
+  CB_CHECK(isfinite(c->A0) && c->A0 > 0, CB_ERR_INPUT, "-A0 must be positive (got %g)", c->A0);
+  CB_CHECK(isfinite(c->M0) && c->M0 > 0, CB_ERR_INPUT, "-M0 must be positive (got %g)", c->M0);
+  CB_CHECK(isfinite(c->sigma_min) && c->sigma_min > 0, CB_ERR_INPUT,
+           "-sigma_min must be positive (got %g)", c->sigma_min);
+  CB_CHECK(isfinite(c->S0) && c->S0 > c->sigma_min, CB_ERR_INPUT,
+           "-S0 must exceed -sigma_min %g (got %g)", c->sigma_min, c->S0);
+  return CB_OK;
+}
+
+size_t mdn_n_weights(const mdn_config *c) {
+  return 3 * (size_t)c->n_gauss * ((size_t)c->n_features + 1);
+}
+
+double mdn_softplus(double y) {
+  return fmax(y, 0.0) + log1p(exp(-fabs(y)));
+}
+double mdn_sigmoid(double y) {
+  if (y >= 0) return 1.0 / (1.0 + exp(-y));
+  double e = exp(y);
+  return e / (1.0 + e);
+}
+double mdn_ln_softplus(double y) {
+  if (y < -30) return y - 0.5 * exp(y); /* ln(e^y - e^2y / 2 + ...) */
+  return log(mdn_softplus(y));
+}
+double mdn_dln_softplus(double y) {
+  if (y < -30) return 1.0 - 0.5 * exp(y);
+  return mdn_sigmoid(y) / mdn_softplus(y);
+}
+
+static double safe_log_erfc(double x) {
+  if (isnan(x)) return x;
+  if (x < -30) return MDN_LN2;
+  if (x > 1e150) return -INFINITY;
+  if (x < 5) return log(erfc(x));
+  return gsl_sf_log_erfc(x);
+}
+
+void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                 mdn_voxel *v) {
+  const int G = c->n_gauss, P = c->n_features;
+  const double *a = w, *ba = w + G * P, *m = ba + G, *bm = m + G * P, *s = bm + G, *bs = s + G * P;
+  const double lnA0 = log(c->A0), lnM0 = log(c->M0);
+  const double s_off = log(expm1(c->S0 - c->sigma_min));
+  for (int i = 0; i < G; i++) {
+    double da = 0, dm = 0, ds = 0;
+    for (int p = 0; p < P; p++) {
+      double x = psi[p * stride];
+      da += a[i * P + p] * x;
+      dm += m[i * P + p] * x;
+      ds += s[i * P + p] * x;
+    }
+    v->y_alpha[i] = da + ba[i] + lnA0;
+    v->ln_alpha[i] = mdn_ln_softplus(v->y_alpha[i]);
+    v->y_mu[i] = dm + bm[i];
+    v->mu[i] = i == 0 ? v->y_mu[0] + lnM0 : v->mu[i - 1] + mdn_softplus(v->y_mu[i]);
+    v->y_sigma[i] = ds + bs[i] + s_off;
+    v->sigma[i] = c->sigma_min + mdn_softplus(v->y_sigma[i]);
+  }
+}
+
+double mdn_ln_dndlnm(const mdn_config *c, const mdn_voxel *v, double u, double scale,
+                     mdn_adjoint *adj) {
+  const int G = c->n_gauss;
+  double lc[MDN_MAX_G], t[MDN_MAX_G], mx = -INFINITY;
+  for (int i = 0; i < G; i++) {
+    t[i] = (u - v->mu[i]) / v->sigma[i];
+    lc[i] = v->ln_alpha[i] - 0.5 * t[i] * t[i] - log(v->sigma[i]) - LN_2PI_HALF;
+    if (lc[i] > mx) mx = lc[i];
+  }
+  if (!(mx > -INFINITY)) return isnan(mx) ? NAN : -INFINITY;
+  double sum = 0;
+  for (int i = 0; i < G; i++) sum += exp(lc[i] - mx);
+  double lse = mx + log(sum);
+  if (adj) {
+    for (int i = 0; i < G; i++) {
+      double r = scale * exp(lc[i] - lse);
+      adj->y_alpha[i] += r * mdn_dln_softplus(v->y_alpha[i]);
+      adj->mu[i] += r * t[i] / v->sigma[i];
+      adj->sigma[i] += r * (t[i] * t[i] - 1.0) / v->sigma[i];
+    }
+  }
+  return lse;
+}
+
+double mdn_ln_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_th,
+                   double ln_extra, double scale, mdn_adjoint *adj) {
+  const int G = c->n_gauss;
+  double lt[MDN_MAX_G], x[MDN_MAX_G], mx = -INFINITY;
+  for (int i = 0; i < G; i++) {
+    x[i] = (u_th - v->mu[i]) / (MDN_SQRT2 * v->sigma[i]);
+    lt[i] = v->ln_alpha[i] - MDN_LN2 + safe_log_erfc(x[i]);
+    if (lt[i] > mx) mx = lt[i];
+  }
+  double lse;
+  if (!(mx > -INFINITY)) {
+    lse = isnan(mx) ? NAN : -INFINITY;
+  } else {
+    double sum = 0;
+    for (int i = 0; i < G; i++) sum += exp(lt[i] - mx);
+    lse = mx + log(sum);
+  }
+  if (adj) {
+    const double base = ln_extra + ln_V;
+    for (int i = 0; i < G; i++) {
+      /* T_i = exp(base + lt_i): dT/dy_alpha = T dln_softplus; dT/dx = -2/sqrt(pi) e^-x^2 ... */
+      adj->y_alpha[i] += scale * exp(base + lt[i]) * mdn_dln_softplus(v->y_alpha[i]);
+      double e =
+          exp(base + v->ln_alpha[i] - x[i] * x[i] - LN_SQRT_PI); /* alpha/2 * 2/sqrt(pi) e^-x^2 */
+      adj->mu[i] += scale * e / (MDN_SQRT2 * v->sigma[i]);
+      adj->sigma[i] += scale * e * x[i] / v->sigma[i];
+    }
+  }
+  return ln_V + lse;
+}
+
+void mdn_backward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                  const mdn_voxel *v, const mdn_adjoint *adj, double *grad_w, double *dpsi,
+                  ptrdiff_t dstride) {
+  const int G = c->n_gauss, P = c->n_features;
+  double dya[MDN_MAX_G], dym[MDN_MAX_G], dys[MDN_MAX_G];
+  double S = 0;
+  for (int i = G - 1; i >= 0; i--) {
+    S += adj->mu[i];
+    dym[i] = i == 0 ? S : S * mdn_sigmoid(v->y_mu[i]);
+  }
+  for (int i = 0; i < G; i++) {
+    dya[i] = adj->y_alpha[i];
+    dys[i] = adj->sigma[i] * mdn_sigmoid(v->y_sigma[i]);
+  }
+  const size_t GP = (size_t)G * P;
+  if (grad_w) {
+    double *ga = grad_w, *gba = ga + GP, *gm = gba + G, *gbm = gm + GP, *gs = gbm + G,
+           *gbs = gs + GP;
+    for (int i = 0; i < G; i++) {
+      for (int p = 0; p < P; p++) {
+        double x = psi[p * stride];
+        ga[i * P + p] += dya[i] * x;
+        gm[i * P + p] += dym[i] * x;
+        gs[i * P + p] += dys[i] * x;
+      }
+      gba[i] += dya[i];
+      gbm[i] += dym[i];
+      gbs[i] += dys[i];
+    }
+  }
+  if (dpsi) {
+    const double *a = w, *m = w + GP + G, *s = w + 2 * GP + 2 * G;
+    for (int p = 0; p < P; p++) {
+      double d = 0;
+      for (int i = 0; i < G; i++)
+        d += dya[i] * a[i * P + p] + dym[i] * m[i * P + p] + dys[i] * s[i * P + p];
+      dpsi[p * dstride] += d;
+    }
+  }
+}

@@ -1,0 +1,256 @@
+/* weights: model architectures and their weights files (include/cerberus/weights.h).
+ *
+ * The architecture is carried entirely by attributes on the file's root, so a weights file
+ * alone rebuilds the model: the engine's layers (kernel, lmax, channels, activation name),
+ * eps, the head's G and offsets (A0, M0, S0, sigma_min) and the vector's length. Reading
+ * checks every attribute and the length against the architecture; commands that were
+ * given an architecture as well compare the two (weights_read_expect). MODEL.md sections
+ * 3-5 (the order of the 17 paper weights is the engine's then the head's order). */
+#include "cerberus/weights.h"
+
+#include "cerberus/h5io.h"
+#include "cerberus/status.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void weights_arch_default(weights_arch *a) {
+  memset(a, 0, sizeof *a);
+  a->model = WEIGHTS_NPE;
+  npe_config_default(&a->npe);
+  mdn_config_default(&a->mdn);
+  a->mdn.n_features = npe_n_features(&a->npe);
+}
+
+int weights_arch_check(weights_arch *a) {
+  CB_CHECK(a->model == WEIGHTS_NPE || a->model == WEIGHTS_POWERLAW, CB_ERR_INPUT,
+           "unknown model %d", a->model);
+  CB_CALL(npe_config_check(&a->npe));
+  a->mdn.n_features = a->model == WEIGHTS_NPE ? npe_n_features(&a->npe) : 0;
+  CB_CALL(mdn_config_check(&a->mdn));
+  return CB_OK;
+}
+
+size_t weights_count(const weights_arch *a) {
+  mdn_config m = a->mdn;
+  if (a->model == WEIGHTS_POWERLAW) {
+    m.n_features = 0;
+    return 1 + mdn_n_weights(&m);
+  }
+  m.n_features = npe_n_features(&a->npe);
+  return npe_n_weights(&a->npe) + mdn_n_weights(&m);
+}
+
+void weights_arch_describe(const weights_arch *a, char *buf, size_t n) {
+  size_t k = 0;
+  if (a->model == WEIGHTS_POWERLAW) {
+    k += (size_t)snprintf(buf, n, "powerlaw (eps %g)", a->npe.eps);
+  } else {
+    k += (size_t)snprintf(buf, n, "npe: %d layer(s) [", a->npe.n_layers);
+    for (int l = 0; l < a->npe.n_layers && k < n; l++) {
+      const npe_layer_config *c = &a->npe.layer[l];
+      k += (size_t)snprintf(buf + k, n - k, "%s%d^3 lmax%d x%d %s", l ? ", " : "", c->kernel,
+                            c->lmax, c->channels, npe_activation_name(c->activation));
+    }
+    if (k < n) k += (size_t)snprintf(buf + k, n - k, "] eps %g", a->npe.eps);
+  }
+  if (k < n)
+    snprintf(buf + k, n - k, ", G=%d (A0 %g, M0 %g, S0 %g, sigma_min %g), %zu weights",
+             a->mdn.n_gauss, a->mdn.A0, a->mdn.M0, a->mdn.S0, a->mdn.sigma_min, weights_count(a));
+}
+
+bool weights_arch_equal(const weights_arch *a, const weights_arch *b) {
+  if (a->model != b->model || a->mdn.n_gauss != b->mdn.n_gauss || a->npe.eps != b->npe.eps ||
+      a->mdn.A0 != b->mdn.A0 || a->mdn.M0 != b->mdn.M0 || a->mdn.S0 != b->mdn.S0 ||
+      a->mdn.sigma_min != b->mdn.sigma_min)
+    return false;
+  if (a->model == WEIGHTS_POWERLAW) return true;
+  if (a->npe.n_layers != b->npe.n_layers) return false;
+  for (int l = 0; l < a->npe.n_layers; l++) {
+    const npe_layer_config *x = &a->npe.layer[l], *y = &b->npe.layer[l];
+    if (x->kernel != y->kernel || x->lmax != y->lmax || x->channels != y->channels ||
+        x->activation != y->activation)
+      return false;
+  }
+  return true;
+}
+
+static int act_index(const char *name) {
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(name, npe_activation_name(i))) return i;
+  return -1;
+}
+
+int weights_arch_from_options(options *o, weights_arch *a) {
+  weights_arch_default(a);
+  CB_CALL(options_choice(o, "-model", "model: the neural engine or the power-law baseline",
+                         WEIGHTS_MODEL_CHOICES, "npe", &a->model));
+  char spec[1024];
+  CB_CALL(options_string(o, "-layers", "engine layers, comma-separated K:lmax:channels:activation",
+                         "3:0:1:softplus", spec, sizeof spec, NULL));
+  int nl = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    CB_CHECK(nl < NPE_MAX_LAYERS, CB_ERR_INPUT, "-layers: at most %d layers", NPE_MAX_LAYERS);
+    int K, lmax, ch;
+    char act[64] = "";
+    int got = sscanf(tok, "%d:%d:%d:%63s", &K, &lmax, &ch, act);
+    CB_CHECK(got == 4, CB_ERR_INPUT,
+             "-layers: '%s' is not K:lmax:channels:activation (e.g. 3:0:1:softplus)", tok);
+    int ai = act_index(act);
+    CB_CHECK(ai >= 0, CB_ERR_INPUT, "-layers: unknown activation '%s' (choose from %s)", act,
+             NPE_ACTIVATION_CHOICES);
+    a->npe.layer[nl++] = (npe_layer_config){K, lmax, ch, ai};
+  }
+  a->npe.n_layers = nl;
+  CB_CALL(options_real(o, "-eps", "x0 = ln(1 + delta + eps)", 1e-3, &a->npe.eps));
+  long G = 2;
+  CB_CALL(options_int(o, "-n_gauss", "Gaussians in the mass function", 2, &G));
+  a->mdn.n_gauss = (int)G;
+  CB_CALL(options_real(o, "-A0", "alpha offset, (Mpc/h)^-3", 1e-3, &a->mdn.A0));
+  CB_CALL(options_real(o, "-M0", "mean offset, M_sun/h", 2e12, &a->mdn.M0));
+  CB_CALL(options_real(o, "-S0", "width at zero weights", 1.0, &a->mdn.S0));
+  CB_CALL(options_real(o, "-sigma_min", "smallest width", 0.05, &a->mdn.sigma_min));
+  CB_CALL(weights_arch_check(a));
+  return CB_OK;
+}
+
+int weights_write(MPI_Comm comm, const char *path, bool overwrite, const weights_arch *a,
+                  const double *w, const options *o) {
+  h5file *h = NULL;
+  CB_CALL(h5io_create(comm, path, overwrite, &h));
+  int st = CB_OK;
+  size_t nw = weights_count(a);
+  char name[64];
+#define TRY(x)                                                                                     \
+  if ((st = (x))) goto fail
+  if (o) TRY(h5io_write_provenance(h, o));
+  TRY(h5io_write_array(h, "/weights", 1, &nw, w));
+  TRY(h5io_attr_write_string(h, "/", "model", a->model == WEIGHTS_NPE ? "npe" : "powerlaw"));
+  TRY(h5io_attr_write_long(h, "/", "n_weights", (long)nw));
+  TRY(h5io_attr_write_long(h, "/", "n_layers", a->model == WEIGHTS_NPE ? a->npe.n_layers : 0));
+  for (int l = 0; a->model == WEIGHTS_NPE && l < a->npe.n_layers; l++) {
+    const npe_layer_config *c = &a->npe.layer[l];
+    snprintf(name, sizeof name, "layer%d_kernel", l);
+    TRY(h5io_attr_write_long(h, "/", name, c->kernel));
+    snprintf(name, sizeof name, "layer%d_lmax", l);
+    TRY(h5io_attr_write_long(h, "/", name, c->lmax));
+    snprintf(name, sizeof name, "layer%d_channels", l);
+    TRY(h5io_attr_write_long(h, "/", name, c->channels));
+    snprintf(name, sizeof name, "layer%d_activation", l);
+    TRY(h5io_attr_write_string(h, "/", name, npe_activation_name(c->activation)));
+  }
+  TRY(h5io_attr_write_double(h, "/", "eps", a->npe.eps));
+  TRY(h5io_attr_write_long(h, "/", "n_gauss", a->mdn.n_gauss));
+  TRY(h5io_attr_write_double(h, "/", "A0", a->mdn.A0));
+  TRY(h5io_attr_write_double(h, "/", "M0", a->mdn.M0));
+  TRY(h5io_attr_write_double(h, "/", "S0", a->mdn.S0));
+  TRY(h5io_attr_write_double(h, "/", "sigma_min", a->mdn.sigma_min));
+#undef TRY
+  CB_CALL(h5io_commit(&h));
+  return CB_OK;
+fail:
+  h5io_abort(&h);
+  return st;
+}
+
+int weights_read(MPI_Comm comm, const char *path, weights_arch *a, double **w) {
+  *w = NULL;
+  h5file *h = NULL;
+  CB_CALL(h5io_open(comm, path, &h));
+  int st = CB_OK;
+  double *v = NULL;
+  char buf[64], name[64];
+  long x;
+#define TRY(e)                                                                                     \
+  if ((st = (e))) goto fail
+  weights_arch_default(a);
+  TRY(h5io_attr_read_string(h, "/", "model", buf, sizeof buf));
+  if (!strcmp(buf, "npe"))
+    a->model = WEIGHTS_NPE;
+  else if (!strcmp(buf, "powerlaw"))
+    a->model = WEIGHTS_POWERLAW;
+  else {
+    st = CB_ERROR(CB_ERR_INPUT, "weights '%s': unknown model '%s' (npe or powerlaw)", path, buf);
+    goto fail;
+  }
+  if (a->model == WEIGHTS_NPE) {
+    TRY(h5io_attr_read_long(h, "/", "n_layers", &x));
+    if (x < 1 || x > NPE_MAX_LAYERS) {
+      st = CB_ERROR(CB_ERR_INPUT, "weights '%s': n_layers %ld outside 1..%d", path, x,
+                    NPE_MAX_LAYERS);
+      goto fail;
+    }
+    a->npe.n_layers = (int)x;
+    for (int l = 0; l < a->npe.n_layers; l++) {
+      npe_layer_config *c = &a->npe.layer[l];
+      snprintf(name, sizeof name, "layer%d_kernel", l);
+      TRY(h5io_attr_read_long(h, "/", name, &x));
+      c->kernel = (int)x;
+      snprintf(name, sizeof name, "layer%d_lmax", l);
+      TRY(h5io_attr_read_long(h, "/", name, &x));
+      c->lmax = (int)x;
+      snprintf(name, sizeof name, "layer%d_channels", l);
+      TRY(h5io_attr_read_long(h, "/", name, &x));
+      c->channels = (int)x;
+      snprintf(name, sizeof name, "layer%d_activation", l);
+      TRY(h5io_attr_read_string(h, "/", name, buf, sizeof buf));
+      c->activation = act_index(buf);
+      if (c->activation < 0) {
+        st = CB_ERROR(CB_ERR_INPUT, "weights '%s': layer %d has unknown activation '%s'", path, l,
+                      buf);
+        goto fail;
+      }
+    }
+  }
+  TRY(h5io_attr_read_double(h, "/", "eps", &a->npe.eps));
+  TRY(h5io_attr_read_long(h, "/", "n_gauss", &x));
+  a->mdn.n_gauss = (int)x;
+  TRY(h5io_attr_read_double(h, "/", "A0", &a->mdn.A0));
+  TRY(h5io_attr_read_double(h, "/", "M0", &a->mdn.M0));
+  TRY(h5io_attr_read_double(h, "/", "S0", &a->mdn.S0));
+  TRY(h5io_attr_read_double(h, "/", "sigma_min", &a->mdn.sigma_min));
+  if ((st = weights_arch_check(a))) {
+    st = CB_ERROR(CB_ERR_INPUT, "weights '%s': bad architecture: %s", path, status_message());
+    goto fail;
+  }
+  size_t nc = 0, nr = 0;
+  TRY(h5io_read_rows_all(h, "/weights", &nc, &nr, &v));
+  size_t want = weights_count(a);
+  if (nc > 1 || nr != want) {
+    st = CB_ERROR(
+        CB_ERR_INPUT,
+        "weights '%s': /weights has %zu values but the architecture it describes needs %zu", path,
+        nr * (nc ? nc : 1), want);
+    goto fail;
+  }
+  for (size_t i = 0; i < nr; i++)
+    if (!isfinite(v[i])) {
+      st = CB_ERROR(CB_ERR_INPUT, "weights '%s': weight %zu is not finite", path, i);
+      goto fail;
+    }
+#undef TRY
+  h5io_close(&h);
+  *w = v;
+  return CB_OK;
+fail:
+  free(v);
+  h5io_close(&h);
+  return st;
+}
+
+int weights_read_expect(MPI_Comm comm, const char *path, const weights_arch *want, double **w) {
+  weights_arch a;
+  CB_CALL(weights_read(comm, path, &a, w));
+  if (!weights_arch_equal(&a, want)) {
+    char d1[512], d2[512];
+    weights_arch_describe(&a, d1, sizeof d1);
+    weights_arch_describe(want, d2, sizeof d2);
+    free(*w);
+    *w = NULL;
+    return CB_ERROR(CB_ERR_INPUT, "weights '%s' are for %s, but %s was asked for", path, d1, d2);
+  }
+  return CB_OK;
+}
