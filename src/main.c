@@ -24,6 +24,8 @@ const command command_table[] = {
     {"pk", cmd_pk, "the power spectrum P(k) of a field in an HDF5 file"},
     {"bench", cmd_bench, "benchmarks as CSV rows (bench fft -n_grid N)"},
     {"catalogue", cmd_catalogue, "catalogue import: a text halo catalogue into HDF5"},
+    {"weights", cmd_weights, "weights files for an architecture (weights init -o FILE)"},
+    {"loglike", cmd_loglike, "ln L of a catalogue given a field and weights, with gradients"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out) {

@@ -21,5 +21,7 @@ int cmd_catalogue(int argc, char **argv, MPI_Comm comm);
 int cmd_ic(int argc, char **argv, MPI_Comm comm);
 int cmd_pk(int argc, char **argv, MPI_Comm comm);
 int cmd_bench(int argc, char **argv, MPI_Comm comm);
+int cmd_weights(int argc, char **argv, MPI_Comm comm);
+int cmd_loglike(int argc, char **argv, MPI_Comm comm);
 
 #endif
