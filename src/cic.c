@@ -90,8 +90,13 @@ static int grow(double **buf, size_t *cap, size_t n) {
 }
 
 static inline ptrdiff_t mod_n(ptrdiff_t i, ptrdiff_t n) {
-  ptrdiff_t r = i % n;
-  return r < 0 ? r + n : r;
+  if (i < 0) i += n; /* the usual case: positions in [0, L) give i in [-1, n) */
+  if (i >= n) i -= n;
+  if (i < 0 || i >= n) { /* anywhere else */
+    i %= n;
+    if (i < 0) i += n;
+  }
+  return i;
 }
 
 /* Lower corner and fraction along one axis; false for a position no grid can hold. */

@@ -38,11 +38,12 @@
 struct lpt {
   field *f;
   int order;
-  double *k_full, *k_nyq;   /* n values: wave number of index a; zero on the Nyquist index */
-  double *kz_full, *kz_nyq; /* nc values for the half-complex axis */
-  fftw_complex *dk, *ck;    /* n_complex_local each */
-  double *tmp, *gz;         /* real workspaces */
-  double *phi[6];           /* order 2: phi_xx, phi_yy, phi_zz, phi_xy, phi_xz, phi_yz */
+  double *kpow[3];       /* n values each: 1, k (zero on the Nyquist index), k^2 for axes x, y */
+  double *kzpow[3];      /* nc values each: the same for the half-complex axis z */
+  fftw_complex *dk, *ck; /* n_complex_local each */
+  double *inv_k2;        /* n_complex_local: 1 / |k|^2, 0 at k = 0 */
+  double *tmp, *gz;      /* real workspaces */
+  double *phi[6];        /* order 2: phi_xx, phi_yy, phi_zz, phi_xy, phi_xz, phi_yz */
 };
 
 static const int pair_a[6] = {0, 1, 2, 0, 0, 1};
@@ -56,14 +57,16 @@ int lpt_create(field *f, int order, lpt **out) {
   p->f = f;
   p->order = order;
   const ptrdiff_t n = f->n, nc = f->nc;
-  p->k_full = calloc((size_t)n, sizeof(double));
-  p->k_nyq = calloc((size_t)n, sizeof(double));
-  p->kz_full = calloc((size_t)nc, sizeof(double));
-  p->kz_nyq = calloc((size_t)nc, sizeof(double));
+  for (int w = 0; w < 3; w++) {
+    p->kpow[w] = calloc((size_t)n, sizeof(double));
+    p->kzpow[w] = calloc((size_t)nc, sizeof(double));
+  }
   p->dk = field_alloc_complex(f);
   p->ck = field_alloc_complex(f);
   p->tmp = field_alloc_real(f);
-  int ok = p->k_full && p->k_nyq && p->kz_full && p->kz_nyq && p->dk && p->ck && p->tmp;
+  p->inv_k2 = malloc((size_t)(f->n_complex_local > 0 ? f->n_complex_local : 1) * sizeof(double));
+  int ok = p->dk && p->ck && p->tmp && p->inv_k2;
+  for (int w = 0; w < 3; w++) ok = ok && p->kpow[w] && p->kzpow[w];
   if (order == 2) {
     p->gz = field_alloc_real(f);
     ok = ok && p->gz;
@@ -77,13 +80,23 @@ int lpt_create(field *f, int order, lpt **out) {
     return CB_ERROR(CB_ERR_MEM, "out of memory for the LPT workspaces of a %td^3 grid", n);
   }
   for (ptrdiff_t a = 0; a < n; a++) {
-    p->k_full[a] = field_k_of(f, a);
-    p->k_nyq[a] = (field_freq(f, a) == -n / 2) ? 0.0 : p->k_full[a];
+    const double k = field_k_of(f, a);
+    p->kpow[0][a] = 1.0;
+    p->kpow[1][a] = (field_freq(f, a) == -n / 2) ? 0.0 : k;
+    p->kpow[2][a] = k * k;
   }
   for (ptrdiff_t c = 0; c < nc; c++) {
-    p->kz_full[c] = 2.0 * LPT_PI / f->L * (double)c;
-    p->kz_nyq[c] = (2 * c == n) ? 0.0 : p->kz_full[c];
+    const double k = 2.0 * LPT_PI / f->L * (double)c;
+    p->kzpow[0][c] = 1.0;
+    p->kzpow[1][c] = (2 * c == n) ? 0.0 : k;
+    p->kzpow[2][c] = k * k;
   }
+  for (ptrdiff_t il = 0, m = 0; il < f->local_n0; il++)
+    for (ptrdiff_t j = 0; j < n; j++)
+      for (ptrdiff_t c = 0; c < nc; c++, m++) {
+        const double k2 = p->kpow[2][f->local_0_start + il] + p->kpow[2][j] + p->kzpow[2][c];
+        p->inv_k2[m] = k2 > 0 ? 1.0 / k2 : 0.0;
+      }
   *out = p;
   return CB_OK;
 }
@@ -91,10 +104,11 @@ int lpt_create(field *f, int order, lpt **out) {
 void lpt_destroy(lpt **pp) {
   if (!pp || !*pp) return;
   lpt *p = *pp;
-  free(p->k_full);
-  free(p->k_nyq);
-  free(p->kz_full);
-  free(p->kz_nyq);
+  for (int w = 0; w < 3; w++) {
+    free(p->kpow[w]);
+    free(p->kzpow[w]);
+  }
+  free(p->inv_k2);
   fftw_free(p->dk);
   fftw_free(p->ck);
   fftw_free(p->tmp);
@@ -121,53 +135,57 @@ double lpt_q(const field *f, ptrdiff_t p, int d) {
 }
 
 static inline double wrap(double x, double L) {
-  double y = x - L * floor(x / L);
+  if (x < 0) /* the usual cases first: a displacement of less than a box */
+    x += L;
+  else if (x >= L)
+    x -= L;
+  if (x >= 0 && x < L) return x;
+  double y = x - L * floor(x / L); /* far away (or NaN, which stays NaN for cic to report) */
   return (y >= L || y < 0) ? 0.0 : y;
 }
 
-/* out = M(k) in, M = i kn_d / k^2 (sign +1) or its conjugate (sign -1), accumulate if acc. */
-static void apply_grad(const lpt *p, int d, double sign, const fftw_complex *in, fftw_complex *out,
-                       int acc) {
+/* out (+)= M(k) in for a separable multiplier M = s fx(k_x) fy(k_y) fz(k_z) / k^2, times i
+ * when imag. pw[axis] picks each factor: 0 -> 1, 1 -> k (Nyquist zeroed), 2 -> k^2. */
+static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const fftw_complex *in,
+                       fftw_complex *out, int acc) {
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
+  const double *zf = p->kzpow[pw[2]];
   for (ptrdiff_t il = 0; il < f->local_n0; il++) {
-    const double kx = p->k_full[f->local_0_start + il], kxn = p->k_nyq[f->local_0_start + il];
+    const double fx = s * p->kpow[pw[0]][f->local_0_start + il];
     for (ptrdiff_t j = 0; j < n; j++) {
-      const double ky = p->k_full[j], kyn = p->k_nyq[j];
+      const double fxy = fx * p->kpow[pw[1]][j];
       const ptrdiff_t row = (il * n + j) * nc;
+      const double *ik = p->inv_k2 + row;
+      const fftw_complex *zi = in + row;
+      fftw_complex *zo = out + row;
       for (ptrdiff_t c = 0; c < nc; c++) {
-        const double kz = p->kz_full[c];
-        const double k2 = kx * kx + ky * ky + kz * kz;
-        const double kd = d == 0 ? kxn : (d == 1 ? kyn : p->kz_nyq[c]);
-        const double a = k2 > 0 ? sign * kd / k2 : 0.0;
-        const fftw_complex z = in[row + c];
-        const fftw_complex v = CMPLX(-a * cimag(z), a * creal(z)); /* i a z */
-        out[row + c] = acc ? out[row + c] + v : v;
+        const double a = fxy * zf[c] * ik[c];
+        const fftw_complex v = imag ? CMPLX(-a * cimag(zi[c]), a * creal(zi[c])) : a * zi[c];
+        zo[c] = acc ? zo[c] + v : v;
       }
     }
   }
 }
 
-/* out (+)= s * m_ab(k) in, m_ab = k_a k_b / k^2 (Nyquist-zeroed when a != b). */
+/* out (+)= M_d in, M_d = i kn_d / k^2 (sign +1) or its conjugate, the transpose (sign -1). */
+static void apply_grad(const lpt *p, int d, double sign, const fftw_complex *in, fftw_complex *out,
+                       int acc) {
+  int pw[3] = {0, 0, 0};
+  pw[d] = 1;
+  apply_mult(p, pw, sign, 1, in, out, acc);
+}
+
+/* out (+)= s m_ab in, m_ab = k_a k_b / k^2 (Nyquist-zeroed when a != b). */
 static void apply_hess(const lpt *p, int pair, double s, const fftw_complex *in, fftw_complex *out,
                        int acc) {
-  const field *f = p->f;
-  const ptrdiff_t n = f->n, nc = f->nc;
+  int pw[3] = {0, 0, 0};
   const int a = pair_a[pair], b = pair_b[pair];
-  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
-    const ptrdiff_t ig = f->local_0_start + il;
-    for (ptrdiff_t j = 0; j < n; j++) {
-      const ptrdiff_t row = (il * n + j) * nc;
-      for (ptrdiff_t c = 0; c < nc; c++) {
-        const double kf[3] = {p->k_full[ig], p->k_full[j], p->kz_full[c]};
-        const double kn[3] = {p->k_nyq[ig], p->k_nyq[j], p->kz_nyq[c]};
-        const double k2 = kf[0] * kf[0] + kf[1] * kf[1] + kf[2] * kf[2];
-        const double m = k2 > 0 ? (a == b ? kf[a] * kf[a] : kn[a] * kn[b]) / k2 * s : 0.0;
-        const fftw_complex v = m * in[row + c];
-        out[row + c] = acc ? out[row + c] + v : v;
-      }
-    }
-  }
+  if (a == b)
+    pw[a] = 2;
+  else
+    pw[a] = pw[b] = 1;
+  apply_mult(p, pw, s, 0, in, out, acc);
 }
 
 /* z_k: the potential source (delta_L, or delta_L + 3/7 S); writes positions. */
@@ -180,11 +198,16 @@ static int positions_from(lpt *p, const fftw_complex *z_k, double *pos) {
     CB_CALL(field_c2r(f, p->ck, p->tmp));
     ptrdiff_t q = 0;
     for (ptrdiff_t il = 0; il < f->local_n0; il++)
-      for (ptrdiff_t j = 0; j < n; j++)
-        for (ptrdiff_t k = 0; k < n; k++, q++) {
-          const ptrdiff_t idx = d == 0 ? f->local_0_start + il : (d == 1 ? j : k);
-          pos[3 * q + d] = wrap(((double)idx + 0.5) * h + p->tmp[q], L);
-        }
+      for (ptrdiff_t j = 0; j < n; j++) {
+        const double qx = ((double)(d == 0 ? f->local_0_start + il : j) + 0.5) * h;
+        double *out = pos + 3 * q + d;
+        const double *psi = p->tmp + q;
+        if (d < 2)
+          for (ptrdiff_t k = 0; k < n; k++) out[3 * k] = wrap(qx + psi[k], L);
+        else
+          for (ptrdiff_t k = 0; k < n; k++) out[3 * k] = wrap(((double)k + 0.5) * h + psi[k], L);
+        q += n;
+      }
   }
   return CB_OK;
 }
