@@ -41,11 +41,12 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   long mine = (long)f->local_n0, fewest = 0;
   MPI_Allreduce(&mine, &fewest, 1, MPI_LONG, MPI_MIN, comm);
   if (fewest < (long)min_planes) {
+    int size = f->size;
     free(f);
     return CB_ERROR(CB_ERR_INPUT,
                     "-n_grid %td cannot be split over %d ranks: each rank needs at least %td "
                     "plane(s) of the first axis (use fewer ranks or a larger grid)",
-                    n, f->size, min_planes);
+                    n, size, min_planes);
   }
   f->n_real_local = f->local_n0 * n * n;
   f->n_complex_local = f->local_n0 * n * f->nc;

@@ -1,0 +1,131 @@
+#!/bin/bash
+# cli_ic: `cerberus ic` and `cerberus pk` from the command line.
+#
+# Good runs: ic then pk on 1 and 2 ranks give the same P(k) table; the outputs hold what the
+# plot script reads. Then every bad input of issue 2 provoked once through the binary:
+# missing and unreadable P(k) tables, a table not increasing in k, a k outside the table,
+# zero and negative -box_size and -n_grid, an odd grid, a grid that cannot be split over the
+# ranks, an existing output without -overwrite (left untouched), a nonexistent output
+# directory, a corrupt and a wrong-shaped HDF5 input for pk, a missing input and dataset, a
+# typo in an option and a malformed value. Each must exit non-zero with exactly one line on
+# stderr from cerberus naming the input, and leave no output (nor temporary file) behind.
+set -u
+EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+fail=0
+
+run() { # expect success
+  if ! "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' failed: $(cat err.txt)"; fail=1; fi
+}
+bad() { # expected substring, output that must not appear, command...
+  local want="$1" out="$2"; shift 2
+  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
+  if ! grep -q -F -- "$want" err.txt; then
+    echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1
+  fi
+  # one line from cerberus (mpiexec may add its own banner about the non-zero exit)
+  if [ "$(grep -c '^cerberus' err.txt)" -ne 1 ]; then
+    echo "FAIL: '$*': not exactly one line: $(cat err.txt)"; fail=1
+  fi
+  if [ -n "$out" ] && ls "$out" "$out".tmp.* > /dev/null 2>&1; then
+    echo "FAIL: '$*' left output $out"; fail=1
+  fi
+  echo "ok: $(grep '^cerberus' err.txt)"
+}
+
+# ---- good runs: 32^3 in 180 Mpc/h, not the defaults
+run "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -o ic1.h5
+run mpiexec -n 2 "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -o ic2.h5
+run "$EXE" pk ic1.h5 -dataset delta_linear -o pk1.h5
+grep -v '^[#[]' out.txt > table1.txt
+run mpiexec -n 2 "$EXE" pk ic2.h5 -dataset delta_linear -o pk2.h5
+grep -v '^[#[]' out.txt > table2.txt
+# the same numbers to 1e-9 (the shell sums are reduced in another order on 2 ranks)
+if ! paste table1.txt table2.txt | awk '{ for (i = 1; i <= 6; i++) { d = $i - $(i + 6); if (d < 0) d = -d;
+       m = $i < 0 ? -$i : $i; if (d > 1e-9 * m) bad = 1 } } END { exit bad || NR != 16 }'; then
+  echo "FAIL: P(k) on 1 and 2 ranks differ:"; paste table1.txt table2.txt; fail=1
+fi
+[ -s pk1.txt ] || { echo "FAIL: no text table pk1.txt"; fail=1; }
+if [ "$(wc -l < table1.txt)" -ne 16 ]; then
+  echo "FAIL: expected 16 shells, got: $(cat table1.txt)"; fail=1
+fi
+# 6 columns (k k_lo k_hi pk n_modes pk_input); the first shell holds 18 modes
+if ! awk 'NR == 1 && NF == 6 && $5 == 18 { ok = 1 } END { exit !ok }' table1.txt; then
+  echo "FAIL: unexpected first row: $(head -1 table1.txt)"; fail=1
+fi
+run "$EXE" pk ic1.h5 -dataset white_noise -o pkw.h5 -deconvolve_cic -dk 0.05 -k_max 0.5
+run "$EXE" pk ic1.h5 -n_bins 5
+[ -f ic1_pk.h5 ] && [ -f ic1_pk.txt ] || { echo "FAIL: default pk output names"; fail=1; }
+run "$EXE" bench fft -n_grid 16 -repeat 3
+if ! grep -q '^bench,n_grid,ranks' out.txt || ! grep -q '^fft,16,1,3,' out.txt; then
+  echo "FAIL: bench fft CSV: $(cat out.txt)"; fail=1
+fi
+
+# ---- P(k) tables
+printf '# k P\n0.01 2000\n0.1 900\n0.08 950\n1 10\n10 0.1\n' > decreasing.txt
+printf '0.05 1000\n0.1 500\n0.3 60\n' > short.txt
+mkdir adir
+bad "nope.txt" o.h5 "$EXE" ic -n_grid 16 -pk_file nope.txt -o o.h5
+bad "adir" o.h5 "$EXE" ic -n_grid 16 -pk_file adir -o o.h5
+bad "decreasing.txt' line 4" o.h5 "$EXE" ic -n_grid 16 -pk_file decreasing.txt -o o.h5
+bad "short.txt" o.h5 "$EXE" ic -n_grid 16 -pk_file short.txt -o o.h5
+
+# ---- grid
+bad "-box_size" o.h5 "$EXE" ic -n_grid 16 -box_size -3 -o o.h5
+bad "-box_size" o.h5 "$EXE" ic -n_grid 16 -box_size 0 -o o.h5
+bad "-n_grid" o.h5 "$EXE" ic -n_grid 0 -o o.h5
+bad "-n_grid" o.h5 "$EXE" ic -n_grid -8 -o o.h5
+bad "-n_grid" o.h5 "$EXE" ic -n_grid 15 -o o.h5
+bad "cannot be split over 3 ranks" o.h5 mpiexec -n 3 "$EXE" ic -n_grid 4 -o o.h5
+bad "-seed" o.h5 "$EXE" ic -n_grid 16 -seed -2 -o o.h5
+bad "-Omega_m" o.h5 "$EXE" ic -n_grid 16 -Omega_m 1.5 -o o.h5
+
+# ---- options
+bad "n_gird" o.h5 "$EXE" ic -n_gird 16 -o o.h5
+bad "-n_grid" o.h5 "$EXE" ic -n_grid abc -o o.h5
+bad "-box_size" o.h5 "$EXE" ic -box_size 1e3x -o o.h5
+bad "-dk or -n_bins" o.h5 "$EXE" pk ic1.h5 -dk 0.02 -n_bins 4 -o o.h5
+
+# ---- outputs
+sum_before=$(cksum < ic1.h5)
+bad "ic1.h5" "" "$EXE" ic -n_grid 16 -o ic1.h5
+[ "$(cksum < ic1.h5)" = "$sum_before" ] || { echo "FAIL: refused output ic1.h5 was changed"; fail=1; }
+sum_before=$(cksum < pk1.h5)
+bad "pk1.h5" "" "$EXE" pk ic1.h5 -o pk1.h5
+[ "$(cksum < pk1.h5)" = "$sum_before" ] || { echo "FAIL: refused output pk1.h5 was changed"; fail=1; }
+run "$EXE" ic -n_grid 16 -o ic1.h5 -overwrite
+[ "$(cksum < ic1.h5)" != "$sum_before" ] || { echo "FAIL: -overwrite did not replace ic1.h5"; fail=1; }
+bad "no/such/dir/o.h5" no/such/dir/o.h5 "$EXE" ic -n_grid 16 -o no/such/dir/o.h5
+bad "no/such/dir/p.h5" no/such/dir/p.h5 "$EXE" pk ic2.h5 -o no/such/dir/p.h5
+if [ "$(id -u)" -ne 0 ]; then
+  mkdir ro && chmod 500 ro
+  bad "ro/o.h5" ro/o.h5 "$EXE" ic -n_grid 16 -o ro/o.h5
+else
+  echo "skipped the unwritable-directory case: running as root (every directory is writable)"
+fi
+
+# ---- pk inputs
+head -c 3000 /dev/urandom > corrupt.h5
+bad "corrupt.h5" p.h5 "$EXE" pk corrupt.h5 -o p.h5
+bad "missing.h5" p.h5 "$EXE" pk missing.h5 -o p.h5
+bad "no dataset 'nothing'" p.h5 "$EXE" pk ic2.h5 -dataset nothing -o p.h5
+bad "pk1.h5': dataset 'k' is not a 3-D" p.h5 "$EXE" pk pk1.h5 -dataset k -o p.h5
+bad "no input file" p.h5 "$EXE" pk -o p.h5
+if /usr/bin/python3 -c "import h5py, numpy" 2> /dev/null; then
+  /usr/bin/python3 -c "
+import h5py, numpy as np
+with h5py.File('shape.h5', 'w') as f:
+    f['delta'] = np.full((8, 8, 6), 0.25)
+    f.attrs['n_grid'] = 8; f.attrs['box_size'] = 100.0
+"
+  bad "shape.h5': dataset 'delta' has shape 8x8x6" p.h5 "$EXE" pk shape.h5 -dataset delta -o p.h5
+else
+  echo "skipped the 8x8x6 dataset case: /usr/bin/python3 has no h5py"
+fi
+
+if ls ./*.tmp.* > /dev/null 2>&1; then echo "FAIL: temporary files left: $(ls ./*.tmp.*)"; fail=1; fi
+exit $fail
