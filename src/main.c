@@ -26,6 +26,7 @@ const command command_table[] = {
     {"catalogue", cmd_catalogue, "catalogue import: a text halo catalogue into HDF5"},
     {"weights", cmd_weights, "weights files for an architecture (weights init -o FILE)"},
     {"loglike", cmd_loglike, "ln L of a catalogue given a field and weights, with gradients"},
+    {"hmf", cmd_hmf, "the mass function of a model in bins of delta, beside a catalogue's"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out) {

@@ -78,6 +78,21 @@ with h5py.File("lpl.h5") as f:
 sys.exit(0 if ok else 1)
 PYEOF
 grep -q "ln L = " out.txt || { echo "FAIL: no 'ln L =' printed"; fail=1; }
+# hmf: the table's data counts are the catalogue's halos in [Mth, mass_max); the plot is drawn
+run mpiexec -n 2 "$EXE" hmf -field field.h5 -catalogue cat.h5 -weights w.h5 -n_delta_bins 3 -n_mass_bins 4 -mass_max 5e13 -o hmf.h5
+$PY - <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+with h5py.File("hmf.h5") as f, h5py.File("cat.h5") as c:
+    t = f["hmf"][()]; m = c["halos/mass"][()]
+want = np.sum((m >= 2e12) & (m < 5e13))
+if t.shape != (12, 10) or t[:, 6].sum() != want or not np.all(t[:, 5] > 0):
+    print("FAIL: hmf table", t.shape, t[:, 6].sum(), want); sys.exit(1)
+if abs(t[::4, 2].sum() - 512) > 0: print("FAIL: hmf voxel counts", t[::4, 2]); sys.exit(1)
+PYEOF
+if [ -n "${CERBERUS_SRC:-}" ] && $PY -c "import matplotlib" 2>/dev/null; then
+  run $PY "$CERBERUS_SRC/scripts/plot_hmf.py" hmf.h5 hmf.png
+  [ -s hmf.png ] || { echo "FAIL: no hmf.png"; fail=1; }
+fi
 # bad inputs, one by one
 bad "outside the box" o.h5 "$EXE" loglike -field field.h5 -catalogue cat_out.h5 -weights w.h5 -o o.h5
 bad "has mass -1e+12" o.h5 mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat_neg.h5 -weights w.h5 -o o.h5

@@ -23,5 +23,6 @@ int cmd_pk(int argc, char **argv, MPI_Comm comm);
 int cmd_bench(int argc, char **argv, MPI_Comm comm);
 int cmd_weights(int argc, char **argv, MPI_Comm comm);
 int cmd_loglike(int argc, char **argv, MPI_Comm comm);
+int cmd_hmf(int argc, char **argv, MPI_Comm comm);
 
 #endif
