@@ -36,7 +36,7 @@ struct cic {
   size_t mig_cap;
   double *grad; /* gradients of the migrated particles, 3 per particle */
   size_t grad_cap;
-  double *ext; /* local planes + one ghost plane */
+  double *ghost; /* the plane after the slab (the next rank's first) */
   size_t np_last, n_recv, n_total;
   int width; /* 3 (unit weights) or 4 */
   int have_last;
@@ -53,8 +53,8 @@ int cic_create(field *f, cic **out) {
     CB_CALL(st);
   }
   c->plane_owner = calloc((size_t)f->n, sizeof(int));
-  c->ext = fftw_alloc_real((size_t)((f->local_n0 + 1) * f->n * f->n));
-  if (!c->plane_owner || !c->ext) {
+  c->ghost = fftw_alloc_real((size_t)(f->n * f->n));
+  if (!c->plane_owner || !c->ghost) {
     cic_destroy(&c);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the cloud-in-cell buffers of a %td^3 grid",
                     f->n);
@@ -73,7 +73,7 @@ void cic_destroy(cic **pc) {
   free(c->pack);
   free(c->mig);
   free(c->grad);
-  fftw_free(c->ext);
+  fftw_free(c->ghost);
   free(c);
   *pc = NULL;
 }
@@ -99,16 +99,21 @@ static inline ptrdiff_t mod_n(ptrdiff_t i, ptrdiff_t n) {
   return i;
 }
 
-/* Lower corner and fraction along one axis; false for a position no grid can hold. */
-static inline int corner(double x, double inv_h, ptrdiff_t n, ptrdiff_t *i0, double *t) {
+/* Whether a position can be placed on the grid (finite, not absurdly far). */
+static inline int placeable(double x, double inv_h) {
+  return fabs(x * inv_h) < 1e15;
+}
+
+/* Lower corner (mod n) and fraction t along one axis of a placeable position. */
+static inline ptrdiff_t corner(double x, double inv_h, ptrdiff_t n, double *t) {
   const double u = x * inv_h - 0.5;
-  *i0 = 0;
-  *t = 0;
-  if (!(fabs(u) < 1e15)) return 0; /* NaN, inf or absurd */
-  const double fl = floor(u);
-  *t = u - fl;
-  *i0 = mod_n((ptrdiff_t)fl, n);
-  return 1;
+  ptrdiff_t i;
+  if (u > -1.0 && u < (double)n) /* the usual case: truncating u + 1 > 0 is the floor */
+    i = (ptrdiff_t)(u + 1.0) - 1;
+  else
+    i = (ptrdiff_t)floor(u);
+  *t = u - (double)i;
+  return mod_n(i, n);
 }
 
 /* Plan and move the particles to the ranks owning their lower corner plane. */
@@ -117,12 +122,10 @@ static int migrate(cic *c, size_t np, const double *pos, const double *weights) 
   const double inv_h = (double)f->n / f->L;
   CB_CALL(particles_reserve((void **)&c->dest, &c->dest_cap, np, sizeof(int)));
   for (size_t p = 0; p < np; p++) {
-    ptrdiff_t i0;
+    const double *x = pos + 3 * p;
     double t;
-    int ok = corner(pos[3 * p], inv_h, f->n, &i0, &t) && isfinite(pos[3 * p + 1]) &&
-             isfinite(pos[3 * p + 2]) && fabs(pos[3 * p + 1] * inv_h) < 1e15 &&
-             fabs(pos[3 * p + 2] * inv_h) < 1e15;
-    c->dest[p] = ok ? c->plane_owner[i0] : -1;
+    const int ok = placeable(x[0], inv_h) && placeable(x[1], inv_h) && placeable(x[2], inv_h);
+    c->dest[p] = ok ? c->plane_owner[corner(x[0], inv_h, f->n, &t)] : -1;
   }
   c->have_last = 0;
   CB_CALL(particles_plan(c->pe, np, c->dest, &c->n_recv, &c->n_total));
@@ -152,17 +155,12 @@ typedef struct cloud {
   double wx[2], wy[2], wz[2];
 } cloud;
 
-static inline int cloud_of(const field *f, const double *x, cloud *cl) {
+/* The cloud of a migrated particle; false if its lower plane is not local (a bug). */
+static inline int cloud_of(const field *f, double inv_h, const double *x, cloud *cl) {
   const ptrdiff_t n = f->n;
-  const double inv_h = (double)n / f->L;
-  ptrdiff_t i0, j0, k0;
   double tx, ty, tz;
-  corner(x[0], inv_h, n, &i0, &tx);
-  corner(x[1], inv_h, n, &j0, &ty);
-  corner(x[2], inv_h, n, &k0, &tz);
-  cl->li = i0 - f->local_0_start;
-  CB_CHECK(cl->li >= 0 && cl->li < f->local_n0, CB_ERR_INTERNAL,
-           "a migrated particle (plane %td) is not local", i0);
+  cl->li = corner(x[0], inv_h, n, &tx) - f->local_0_start;
+  const ptrdiff_t j0 = corner(x[1], inv_h, n, &ty), k0 = corner(x[2], inv_h, n, &tz);
   cl->js[0] = j0;
   cl->js[1] = j0 + 1 == n ? 0 : j0 + 1;
   cl->ks[0] = k0;
@@ -173,7 +171,7 @@ static inline int cloud_of(const field *f, const double *x, cloud *cl) {
   cl->wy[1] = ty;
   cl->wz[0] = 1 - tz;
   cl->wz[1] = tz;
-  return CB_OK;
+  return cl->li >= 0 && cl->li < f->local_n0;
 }
 
 /* Mass per particle: N^3 / n_total. */
@@ -185,17 +183,22 @@ static double particle_mass(const cic *c) {
 static int deposit(cic *c, double *rho) {
   field *f = c->f;
   const ptrdiff_t n = f->n, nn = n * n, nl = f->local_n0;
-  const double m = particle_mass(c);
-  double *ext = c->ext;
-  memset(ext, 0, (size_t)((nl + 1) * nn) * sizeof(double));
+  const double m = particle_mass(c), inv_h = (double)n / f->L;
+  double *ghost = c->ghost;
+  memset(rho, 0, (size_t)f->n_real_local * sizeof(double));
+  memset(ghost, 0, (size_t)nn * sizeof(double));
   const int w = c->width;
+  size_t lost = 0;
   for (size_t r = 0; r < c->n_recv; r++) {
     const double *x = c->mig + (size_t)w * r;
     cloud cl;
-    CB_CALL(cloud_of(f, x, &cl));
+    if (!cloud_of(f, inv_h, x, &cl)) {
+      lost++;
+      continue;
+    }
     const double mw = w == 4 ? m * x[3] : m;
     for (int a = 0; a < 2; a++) {
-      double *plane = ext + (cl.li + a) * nn;
+      double *plane = cl.li + a < nl ? rho + (cl.li + a) * nn : ghost;
       for (int b = 0; b < 2; b++) {
         double *row = plane + cl.js[b] * n;
         const double wab = mw * cl.wx[a] * cl.wy[b];
@@ -204,8 +207,8 @@ static int deposit(cic *c, double *rho) {
       }
     }
   }
-  CB_CALL(particles_ghost_add(c->pe, (size_t)nn, ext + nl * nn, ext));
-  memcpy(rho, ext, (size_t)f->n_real_local * sizeof(double));
+  CB_CALL(particles_ghost_add(c->pe, (size_t)nn, ghost, rho));
+  CB_CHECK(lost == 0, CB_ERR_INTERNAL, "%zu migrated particle(s) are not on their owner", lost);
   return CB_OK;
 }
 
@@ -223,19 +226,22 @@ static int gradient(cic *c, const double *g_rho, double *g_pos) {
   field *f = c->f;
   const ptrdiff_t n = f->n, nn = n * n, nl = f->local_n0;
   const double inv_h = (double)n / f->L, m = particle_mass(c);
-  double *ext = c->ext;
-  memcpy(ext, g_rho, (size_t)f->n_real_local * sizeof(double));
-  CB_CALL(particles_ghost_fetch(c->pe, (size_t)nn, ext, ext + nl * nn));
+  double *ghost = c->ghost;
+  CB_CALL(particles_ghost_fetch(c->pe, (size_t)nn, g_rho, ghost));
   CB_CALL(grow(&c->grad, &c->grad_cap, 3 * c->n_recv));
   const int w = c->width;
   const double dw[2] = {-inv_h, inv_h};
+  size_t lost = 0;
   for (size_t r = 0; r < c->n_recv; r++) {
     const double *x = c->mig + (size_t)w * r;
     cloud cl;
-    CB_CALL(cloud_of(f, x, &cl));
+    if (!cloud_of(f, inv_h, x, &cl)) {
+      lost++;
+      continue;
+    }
     double gx = 0, gy = 0, gz = 0;
     for (int a = 0; a < 2; a++) {
-      const double *plane = ext + (cl.li + a) * nn;
+      const double *plane = cl.li + a < nl ? g_rho + (cl.li + a) * nn : ghost;
       for (int b = 0; b < 2; b++) {
         const double *row = plane + cl.js[b] * n;
         for (int e = 0; e < 2; e++) {
@@ -252,6 +258,7 @@ static int gradient(cic *c, const double *g_rho, double *g_pos) {
     c->grad[3 * r + 2] = mw * gz;
   }
   CB_CALL(particles_reverse(c->pe, 3, c->grad, g_pos));
+  CB_CHECK(lost == 0, CB_ERR_INTERNAL, "%zu migrated particle(s) are not on their owner", lost);
   return CB_OK;
 }
 

@@ -24,6 +24,7 @@ const command command_table[] = {
     {"pk", cmd_pk, "the power spectrum P(k) of a field in an HDF5 file"},
     {"bench", cmd_bench, "benchmarks as CSV rows (bench fft -n_grid N)"},
     {"catalogue", cmd_catalogue, "catalogue import: a text halo catalogue into HDF5"},
+    {"mock", cmd_mock, "a mock universe: delta from a seed and its halo catalogue"},
     {"weights", cmd_weights, "weights files for an architecture (weights init -o FILE)"},
     {"loglike", cmd_loglike, "ln L of a catalogue given a field and weights, with gradients"},
     {"hmf", cmd_hmf, "the mass function of a model in bins of delta, beside a catalogue's"},

@@ -18,6 +18,7 @@ typedef struct command {
 extern const command command_table[];
 
 int cmd_catalogue(int argc, char **argv, MPI_Comm comm);
+int cmd_mock(int argc, char **argv, MPI_Comm comm);
 int cmd_ic(int argc, char **argv, MPI_Comm comm);
 int cmd_pk(int argc, char **argv, MPI_Comm comm);
 int cmd_bench(int argc, char **argv, MPI_Comm comm);

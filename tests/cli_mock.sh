@@ -1,0 +1,152 @@
+#!/bin/bash
+# cli_mock: `cerberus mock` and `cerberus catalogue import` from the command line.
+# Good runs first (the same halo count on 1 and 2 ranks; text catalogues by column number,
+# by header name and as CSV), then every bad input provoked once: each must exit non-zero with
+# one line on stderr naming the input, and leave no output file (not even a temporary one).
+set -u
+EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+fail=0
+
+run() { # expect success
+  if ! "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' failed: $(cat err.txt)"; fail=1; fi
+}
+bad() { # bad: expected substring, output file, command...
+  local want="$1" out="$2"; shift 2
+  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
+  if ! grep -q -- "$want" err.txt; then echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1; fi
+  if [ "$(grep -c . err.txt)" -ne 1 ]; then echo "FAIL: '$*': not one line: $(cat err.txt)"; fail=1; fi
+  if ls "$out"* > /dev/null 2>&1; then echo "FAIL: '$*' left output $out"; fail=1; fi
+  echo "ok: $(cat err.txt)"
+}
+
+# ---------------------------------------------------------------- catalogue import
+cat > good.txt <<'EOF'
+# x y z M: positions in Mpc/h, masses in M_sun/h
+12.5 200.25 3.75 3.1e12
+249.999 0 117.3 8.4e13
+
+0.0 61.7 233.1 1.2e12
+EOF
+cat > trees.txt <<'EOF'
+#scale(0) id(1) mvir(2) rvir(3) x(4) y(5) z(6)
+#a comment line after the header
+1.0 17 4.4e12 0.21 10.5 20.25 30.125
+1.0 18 9.9e13 0.55 110.5 0.25 249.5
+EOF
+printf 'x,y,z,mass\n1.5,2.5,3.5,5e12\n100,150,200,2.2e13\n' > good.csv
+run "$EXE" catalogue import -i good.txt -o good.h5
+grep -q "2 halos with M >= 2e+12 M_sun/h (1 below it left out)" out.txt ||
+  { echo "FAIL: import of good.txt: $(cat out.txt)"; fail=1; }
+run mpiexec -n 2 "$EXE" catalogue import -i trees.txt -columns x,y,z,mvir -o trees.h5
+grep -q "2 halos" out.txt || { echo "FAIL: import of trees.txt: $(cat out.txt)"; fail=1; }
+run "$EXE" catalogue import -i trees.txt -columns 5,6,7,3 -o trees_n.h5 -mass_threshold 5e12
+grep -q "1 halos with M >= 5e+12 M_sun/h (1 below" out.txt ||
+  { echo "FAIL: import by numbers: $(cat out.txt)"; fail=1; }
+run "$EXE" catalogue import -i good.csv -columns x,y,z,mass -o csv.h5 -box_size 210 -n_grid 32
+[ -f good.h5 ] && [ -f trees.h5 ] && [ -f trees_n.h5 ] && [ -f csv.h5 ] ||
+  { echo "FAIL: an import left no output"; fail=1; }
+
+printf '1 2 3 4e12\n5 6\n' > short.txt
+printf '1 2 3 4e12\n5 6 seven 4e12\n' > word.txt
+printf '1 2 3 4e12\n5 6 250 4e12\n' > outside.txt
+printf '1 2 3 4e12\n5 -0.5 7 4e12\n' > negpos.txt
+printf '1 2 3 4e12\n5 6 7 -3e12\n' > negmass.txt
+printf '1 2 3 4e12\n5 6 7 0\n' > zeromass.txt
+printf '1 2 3 4e12\n5 6 7 nan\n' > nanmass.txt
+printf '1 2 3 4e12\n5 6 7 inf\n' > infmass.txt
+printf '1 2 inf 4e12\n' > infpos.txt
+printf '1 2 3 4e11\n5 6 7 1e12\n' > light.txt
+printf '# nothing\n\n' > empty.txt
+printf '1 2 3 4e12\n' > noheader.txt
+O=imp.h5
+bad "no catalogue given" $O "$EXE" catalogue import -o $O
+bad "'missing.txt': cannot open" $O "$EXE" catalogue import -i missing.txt -o $O
+bad "'short.txt' line 2: 2 column(s), need at least 4" $O "$EXE" catalogue import -i short.txt -o $O
+bad "'word.txt' line 2: z (column 3) 'seven' is not a number" $O "$EXE" catalogue import -i word.txt -o $O
+bad "'outside.txt' line 2: z = 250 is outside the box" $O "$EXE" catalogue import -i outside.txt -o $O
+bad "'negpos.txt' line 2: y = -0.5 is outside the box" $O "$EXE" catalogue import -i negpos.txt -o $O
+bad "'negmass.txt' line 2: mass -3000000000000 is not positive" $O "$EXE" catalogue import -i negmass.txt -o $O
+bad "'zeromass.txt' line 2: mass 0 is not positive" $O "$EXE" catalogue import -i zeromass.txt -o $O
+bad "'nanmass.txt' line 2: mass (column 4) 'nan' is not finite" $O "$EXE" catalogue import -i nanmass.txt -o $O
+bad "'infmass.txt' line 2: mass (column 4) 'inf' is not finite" $O "$EXE" catalogue import -i infmass.txt -o $O
+bad "'infpos.txt' line 1: z (column 3) 'inf' is not finite" $O "$EXE" catalogue import -i infpos.txt -o $O
+bad "'light.txt': no halo with mass >= 2e+12" $O "$EXE" catalogue import -i light.txt -o $O
+bad "'empty.txt': no halo with mass >= 2e+12 (-mass_threshold) (the file holds no halo at all)" $O \
+  "$EXE" catalogue import -i empty.txt -o $O
+bad "'noheader.txt' line 1: data before a header line naming the columns x,y,z,M" $O \
+  "$EXE" catalogue import -i noheader.txt -columns x,y,z,M -o $O
+bad "'trees.txt' line 3: data before a header line naming the columns X,Y,Z,mvir" $O \
+  "$EXE" catalogue import -i trees.txt -columns X,Y,Z,mvir -o $O
+bad "'empty.txt': no header line names the columns x,y,z,mvir" $O \
+  "$EXE" catalogue import -i empty.txt -columns x,y,z,mvir -o $O
+bad "-columns '1,2,3' must name 4 columns" $O "$EXE" catalogue import -i good.txt -columns 1,2,3 -o $O
+bad "-columns '1,2,z,4': give 4 column numbers or 4 header names" $O \
+  "$EXE" catalogue import -i good.txt -columns 1,2,z,4 -o $O
+bad "-columns '1,2,0,4': column number 0 is not in 1.." $O \
+  "$EXE" catalogue import -i good.txt -columns 1,2,0,4 -o $O
+bad "-columns 'x,y,x,M': column 'x' is named twice" $O \
+  "$EXE" catalogue import -i good.txt -columns x,y,x,M -o $O
+bad "-box_size must be positive and finite (got -250)" $O "$EXE" catalogue import -i good.txt -box_size -250 -o $O
+bad "-n_grid must be even and at least 2 (got 33)" $O "$EXE" catalogue import -i good.txt -n_grid 33 -o $O
+bad "-mass_threshold must be positive (got 0)" $O "$EXE" catalogue import -i good.txt -mass_threshold 0 -o $O
+bad "unknown option -box_sise" $O "$EXE" catalogue import -i good.txt -box_sise 100 -o $O
+bad "unknown subcommand 'catalogue export'" $O "$EXE" catalogue export -i good.txt -o $O
+bad "'cerberus catalogue' needs a subcommand: import" $O "$EXE" catalogue -i good.txt -o $O
+bad "its directory does not exist" nodir "$EXE" catalogue import -i good.txt -o nodir/x.h5
+cp good.h5 keep.h5
+bad "output 'good.h5' exists (use -overwrite to replace it)" good.h5.tmp "$EXE" catalogue import -i good.txt -o good.h5
+cmp -s good.h5 keep.h5 || { echo "FAIL: a refused import changed good.h5"; fail=1; }
+
+# ---------------------------------------------------------------- mock
+G=(-n_grid 16 -box_size 123.4)
+run "$EXE" mock "${G[@]}" -seed 7 -o m1.h5
+n1=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+run mpiexec -n 2 "$EXE" mock "${G[@]}" -seed 7 -o m2.h5
+n2=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+[ -n "$n1" ] && [ "$n1" = "$n2" ] || { echo "FAIL: mock on 1 and 2 ranks: '$n1' vs '$n2'"; fail=1; }
+[ -f m1.h5 ] && [ -f m2.h5 ] || { echo "FAIL: mock left no output"; fail=1; }
+echo "mock 16^3 on 1 and 2 ranks: $n1, $n2"
+run "$EXE" mock "${G[@]}" -seed 7 -lpt_order 2 -smoothing_radius 0 -mass_threshold 5e12 -o m3.h5
+
+O=mock.h5
+printf '0.01 100\n0.1 1000\n' > pk_short.txt
+bad "-truth: 'peaks' is not one of st-pbs,npe" $O "$EXE" mock "${G[@]}" -truth peaks -o $O
+bad "-truth npe needs -weights FILE" $O "$EXE" mock "${G[@]}" -truth npe -o $O
+bad "-weights 'w.h5' is only used with -truth npe" $O "$EXE" mock "${G[@]}" -weights w.h5 -o $O
+bad "nosuch.h5" $O "$EXE" mock "${G[@]}" -truth npe -weights nosuch.h5 -o $O
+bad "'good.txt'" $O "$EXE" mock "${G[@]}" -truth npe -weights good.txt -o $O
+bad "-mass_threshold must be positive and below 1e+16 M_sun/h (got -1)" $O "$EXE" mock "${G[@]}" -mass_threshold -1 -o $O
+bad "-mass_threshold must be positive and below 1e+16 M_sun/h (got 2e+16)" $O "$EXE" mock "${G[@]}" -mass_threshold 2e16 -o $O
+bad "-lpt_order must be 1 or 2 (got 3)" $O "$EXE" mock "${G[@]}" -lpt_order 3 -o $O
+bad "-smoothing_radius must be zero or positive (got -2)" $O "$EXE" mock "${G[@]}" -smoothing_radius -2 -o $O
+bad "-n_grid must be even (got 15)" $O "$EXE" mock -n_grid 15 -o $O
+bad "-box_size must be positive and finite (got 0)" $O "$EXE" mock -n_grid 16 -box_size 0 -o $O
+bad "-seed must be non-negative (got -4)" $O "$EXE" mock "${G[@]}" -seed -4 -o $O
+bad "option -n_grid: 'abc' is not an integer" $O "$EXE" mock -n_grid abc -o $O
+bad "nopk.txt" $O "$EXE" mock "${G[@]}" -pk_file nopk.txt -o $O
+bad "pk_short.txt" $O "$EXE" mock "${G[@]}" -pk_file pk_short.txt -o $O
+bad "unknown option -mass_treshold" $O "$EXE" mock "${G[@]}" -mass_treshold 3e12 -o $O
+bad "unexpected argument 'extra'" $O "$EXE" mock extra "${G[@]}" -o $O
+bad "its directory does not exist" nodir "$EXE" mock "${G[@]}" -o nodir/m.h5
+cp m1.h5 keep.h5
+bad "output 'm1.h5' exists (use -overwrite to replace it)" m1.h5.tmp "$EXE" mock "${G[@]}" -o m1.h5
+cmp -s m1.h5 keep.h5 || { echo "FAIL: a refused mock changed m1.h5"; fail=1; }
+
+# the npe truth, when the weights command exists
+if "$EXE" help | grep -q '^  weights '; then
+  run "$EXE" weights init -random -seed 5 -scale 0.2 -o w.h5
+  run "$EXE" mock "${G[@]}" -truth npe -weights w.h5 -o mn1.h5
+  k1=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+  run mpiexec -n 2 "$EXE" mock "${G[@]}" -truth npe -weights w.h5 -o mn2.h5
+  k2=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+  [ -n "$k1" ] && [ "$k1" = "$k2" ] || { echo "FAIL: npe mock on 1 and 2 ranks: '$k1' vs '$k2'"; fail=1; }
+  echo "npe mock 16^3 on 1 and 2 ranks: $k1, $k2"
+fi
+
+[ $fail -eq 0 ] && echo "PASS" || echo "FAIL"
+exit $fail
