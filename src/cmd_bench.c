@@ -19,6 +19,7 @@ typedef struct bench_entry {
 
 /* One line a benchmark. */
 static const bench_entry bench_table[] = {
+    {"loglike", bench_loglike, "ln L, ln L + exact gradients, ghost exchange vs PETSc DMDA"},
     {"fft", bench_fft, "pairs of r2c + c2r transforms of an n_grid^3 field"}, {NULL, NULL, NULL}};
 
 static void bench_list(char *buf, size_t n) {

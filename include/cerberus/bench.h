@@ -31,5 +31,6 @@ void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
 /* The benchmarks. Collective. */
 int bench_fft(MPI_Comm comm, options *o); /* pairs of r2c + c2r transforms (src/bench_fft.c) */
+int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench_loglike.c) */
 
 #endif

@@ -1,0 +1,167 @@
+/* bench_loglike: `cerberus bench loglike -n_grid N [-repeat R] [architecture options]`, the
+ * cost of ln L and of its exact gradients (MODEL.md sections 3-5), and of the ghost
+ * exchange against PETSc's DMDA ghost update.
+ *
+ * On a synthetic field (lognormal-like, from a hash of the global voxel: the same at any
+ * rank count) in a box of 2 N Mpc/h with N^3 / 20 halos, times R evaluations of ln L alone
+ * and R of ln L with d lnL / d w and d lnL / d delta (after one untimed call of each), and
+ * prints
+ *   bench,n_grid,ranks,repeat,fwd_s,fwd_grad_s,grad_over_fwd,exchange_wait_share,
+ *   bytes_per_voxel,ghost_ours_s,ghost_dmda_s
+ * exchange_wait_share is the time spent in the exchange's waits (forward and reverse, max
+ * over ranks) over the time of the forward + gradient runs; bytes_per_voxel the engine,
+ * likelihood, field and gradient arrays over the local voxels (max over ranks). The last two
+ * columns time one ghost update of a one-channel field with a ghost width of (K - 1) / 2 by
+ * our exchange (begin + end) and by DMGlobalToLocal on a DMDA with the same ownership
+ * (periodic, box stencil), each averaged over 20 updates. Collective. */
+#include "cerberus/bench.h"
+#include "cerberus/exchange.h"
+#include "cerberus/field.h"
+#include "cerberus/likelihood.h"
+#include "cerberus/status.h"
+#include "cerberus/weights.h"
+
+#include <math.h>
+#include <petscdmda.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double hash01(unsigned long a, unsigned long b) {
+  unsigned long long x = (a + 1) * 0x9E3779B97F4A7C15ULL ^ (b + 7) * 0xC2B2AE3D27D4EB4FULL;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* One ghost update by DMDA with the slab ownership (x fastest = our k; z = our i). */
+static int dmda_time(field *f, int g, int reps, double *secs) {
+  *secs = NAN;
+  PetscInt *lz = malloc((size_t)f->size * sizeof *lz);
+  if (!lz) return CB_ERROR(CB_ERR_MEM, "out of memory");
+  for (int r = 0; r < f->size; r++) lz[r] = (PetscInt)(f->plane_start[r + 1] - f->plane_start[r]);
+  DM da;
+  Vec gv, lv;
+  PetscInt n = (PetscInt)f->n;
+  PetscErrorCode e =
+      DMDACreate3d(f->comm, DM_BOUNDARY_PERIODIC, DM_BOUNDARY_PERIODIC, DM_BOUNDARY_PERIODIC,
+                   DMDA_STENCIL_BOX, n, n, n, 1, 1, f->size, 1, g, NULL, NULL, lz, &da);
+  free(lz);
+  if (e) return CB_ERROR(CB_ERR_MPI, "DMDACreate3d failed (%d)", (int)e);
+  e = DMSetUp(da);
+  if (!e) e = DMCreateGlobalVector(da, &gv);
+  if (!e) e = DMCreateLocalVector(da, &lv);
+  if (e) return CB_ERROR(CB_ERR_MPI, "DMDA set-up failed (%d)", (int)e);
+  VecSet(gv, 1.25);
+  DMGlobalToLocalBegin(da, gv, INSERT_VALUES, lv);
+  DMGlobalToLocalEnd(da, gv, INSERT_VALUES, lv);
+  double t0 = bench_clock_start(f->comm);
+  for (int r = 0; r < reps; r++) {
+    DMGlobalToLocalBegin(da, gv, INSERT_VALUES, lv);
+    DMGlobalToLocalEnd(da, gv, INSERT_VALUES, lv);
+  }
+  *secs = bench_clock_stop(f->comm, t0) / reps;
+  VecDestroy(&lv);
+  VecDestroy(&gv);
+  DMDestroy(&da);
+  return CB_OK;
+}
+
+static int ours_time(field *f, int g, int reps, double *secs) {
+  exchange *ex = NULL;
+  const size_t nn = (size_t)(f->n * f->n);
+  CB_CALL(exchange_create(f->comm, f->local_n0, nn, g, &ex));
+  double *buf = calloc((size_t)(f->local_n0 + 2 * g) * nn, sizeof *buf);
+  if (!buf) {
+    exchange_destroy(&ex);
+    return CB_ERROR(CB_ERR_MEM, "out of memory");
+  }
+  for (size_t i = 0; i < (size_t)(f->local_n0 + 2 * g) * nn; i++) buf[i] = 1.25;
+  int st = exchange_begin(ex, buf);
+  if (!st) st = exchange_end(ex);
+  double t0 = bench_clock_start(f->comm);
+  for (int r = 0; r < reps && !st; r++) {
+    st = exchange_begin(ex, buf);
+    if (!st) st = exchange_end(ex);
+  }
+  *secs = bench_clock_stop(f->comm, t0) / reps;
+  free(buf);
+  exchange_destroy(&ex);
+  CB_CALL(st);
+  return CB_OK;
+}
+
+int bench_loglike(MPI_Comm comm, options *o) {
+  long n, repeat;
+  weights_arch a;
+  CB_CALL(bench_grid_options(o, 3, &n, &repeat));
+  CB_CALL(weights_arch_from_options(o, &a));
+  CB_CALL(options_finish(o));
+  const int g = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;
+  field *f = NULL;
+  CB_CALL(field_create(comm, n, 2.0 * (double)n, g, &f));
+  likelihood *lk = NULL;
+  int st = likelihood_create(f, &a, &lk);
+  const size_t nv = (size_t)f->n_real_local, nw = weights_count(&a);
+  double *delta = field_alloc_real(f), *gd = field_alloc_real(f);
+  double *w = calloc(nw, sizeof *w), *gw = calloc(nw, sizeof *gw);
+  size_t nh = (size_t)(n * n * n / 20);
+  double *pos = malloc(3 * nh * sizeof *pos), *mass = malloc(nh * sizeof *mass);
+  if (!st && (!delta || !gd || !w || !gw || !pos || !mass))
+    st = CB_ERROR(CB_ERR_MEM, "out of memory for bench loglike at %ld^3", n);
+  double fwd = 0, both = 0, share = 0, bpv = 0, t_ours = 0, t_dmda = 0, L1 = 0;
+  if (!st) {
+    const ptrdiff_t nn = f->n * f->n;
+    for (size_t v = 0; v < nv; v++)
+      delta[v] = exp(1.2 * (hash01(3, (unsigned long)(f->local_0_start * nn) + v) - 0.5)) - 1;
+    for (size_t h = 0; h < nh; h++) {
+      for (int x = 0; x < 3; x++) pos[3 * h + x] = f->L * hash01(4, 3 * h + x);
+      mass[h] = 2e12 * exp(4.0 * hash01(5, h));
+    }
+    for (size_t i = 0; i < nw; i++) w[i] = 0.3 * (2 * hash01(6, i) - 1);
+    st = likelihood_set_halos(lk, "bench", nh, pos, mass, 2e12);
+  }
+  if (!st) st = likelihood_evaluate(lk, delta, w, &L1, NULL, NULL);
+  if (!st) st = likelihood_evaluate(lk, delta, w, &L1, gw, gd);
+  if (!st) {
+    double t0 = bench_clock_start(comm);
+    for (long r = 0; r < repeat && !st; r++)
+      st = likelihood_evaluate(lk, delta, w, &L1, NULL, NULL);
+    fwd = bench_clock_stop(comm, t0) / (double)repeat;
+  }
+  if (!st) {
+    npe *net = likelihood_engine(lk);
+    double w0 = net ? npe_exchange_wait(net) : 0;
+    double t0 = bench_clock_start(comm);
+    for (long r = 0; r < repeat && !st; r++) st = likelihood_evaluate(lk, delta, w, &L1, gw, gd);
+    both = bench_clock_stop(comm, t0) / (double)repeat;
+    double wait = (net ? npe_exchange_wait(net) : 0) - w0;
+    MPI_Allreduce(MPI_IN_PLACE, &wait, 1, MPI_DOUBLE, MPI_MAX, comm);
+    share = wait / ((double)repeat * both);
+    double bytes = (double)likelihood_memory(lk) + 2.0 * (double)nv * sizeof(double);
+    bpv = bytes / (double)(nv ? nv : 1);
+    MPI_Allreduce(MPI_IN_PLACE, &bpv, 1, MPI_DOUBLE, MPI_MAX, comm);
+  }
+  if (!st) st = ours_time(f, g, 20, &t_ours);
+  if (!st) st = dmda_time(f, g, 20, &t_dmda);
+  if (!st) {
+    char row[512];
+    snprintf(row, sizeof row, "loglike,%ld,%d,%ld,%.5g,%.5g,%.3f,%.4f,%.0f,%.4g,%.4g", n, f->size,
+             repeat, fwd, both, both / fwd, share, bpv, t_ours, t_dmda);
+    bench_print_csv(comm,
+                    "bench,n_grid,ranks,repeat,fwd_s,fwd_grad_s,grad_over_fwd,exchange_wait_share,"
+                    "bytes_per_voxel,ghost_ours_s,ghost_dmda_s",
+                    row);
+  }
+  free(pos);
+  free(mass);
+  free(w);
+  free(gw);
+  if (delta) fftw_free(delta);
+  if (gd) fftw_free(gd);
+  likelihood_destroy(&lk);
+  field_destroy(&f);
+  CB_CALL(st);
+  return CB_OK;
+}
