@@ -31,6 +31,7 @@ void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
 /* The benchmarks. Collective. */
 int bench_fft(MPI_Comm comm, options *o); /* pairs of r2c + c2r transforms (src/bench_fft.c) */
+int bench_lpt(MPI_Comm comm, options *o); /* LPT, CIC, forward model + adjoint (src/bench_lpt.c) */
 int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench_loglike.c) */
 
 #endif
