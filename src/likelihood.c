@@ -292,10 +292,9 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
       mdn_voxel vox;
       mdn_adjoint adj;
       mdn_forward(mc, wh, pv, stride, &vox);
-      double ln_extra = log(mv) + (pl ? beta * lk->x0[v] : 0.0);
+      double ln_extra = (mv != 1.0 ? log(mv) : 0.0) + (pl ? beta * lk->x0[v] : 0.0);
       if (grad) memset(&adj, 0, sizeof adj);
-      double lnb = mdn_ln_nbar(mc, &vox, ln_V, u_th, ln_extra, -1.0, grad ? &adj : NULL);
-      double nb = exp(lnb + ln_extra);
+      double nb = mdn_nbar(mc, &vox, ln_V, u_th, ln_extra, -1.0, grad ? &adj : NULL);
       if (isnan(nb)) flag_nf = 1;
       sum_nbar += nb;
       if (grad) {

@@ -18,6 +18,7 @@
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_sf_erf.h>
 #include <math.h>
+#include <stdbool.h>
 #include <string.h>
 
 #define LN_2PI_HALF 0.91893853320467274178 /* ln sqrt(2 pi) */
@@ -77,12 +78,24 @@ static double safe_log_erfc(double x) {
   return gsl_sf_log_erfc(x);
 }
 
+/* The offsets ln A0, ln M0, ln(e^(S0 - sigma_min) - 1), remembered for the last config. */
+static void offsets(const mdn_config *c, double *lnA0, double *lnM0, double *s_off) {
+  static double A0 = -1, M0 = -1, S0 = -1, smin = -1, a = 0, m = 0, s = 0;
+  if (c->A0 != A0 || c->M0 != M0 || c->S0 != S0 || c->sigma_min != smin) {
+    a = log(c->A0);
+    m = log(c->M0);
+    s = log(expm1(c->S0 - c->sigma_min));
+    A0 = c->A0, M0 = c->M0, S0 = c->S0, smin = c->sigma_min;
+  }
+  *lnA0 = a, *lnM0 = m, *s_off = s;
+}
+
 void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
                  mdn_voxel *v) {
   const int G = c->n_gauss, P = c->n_features;
   const double *a = w, *ba = w + G * P, *m = ba + G, *bm = m + G * P, *s = bm + G, *bs = s + G * P;
-  const double lnA0 = log(c->A0), lnM0 = log(c->M0);
-  const double s_off = log(expm1(c->S0 - c->sigma_min));
+  double lnA0, lnM0, s_off;
+  offsets(c, &lnA0, &lnM0, &s_off);
   for (int i = 0; i < G; i++) {
     double da = 0, dm = 0, ds = 0;
     for (int p = 0; p < P; p++) {
@@ -91,8 +104,10 @@ void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdif
       dm += m[i * P + p] * x;
       ds += s[i * P + p] * x;
     }
-    v->y_alpha[i] = da + ba[i] + lnA0;
-    v->ln_alpha[i] = mdn_ln_softplus(v->y_alpha[i]);
+    double y = da + ba[i] + lnA0;
+    v->y_alpha[i] = y;
+    v->alpha[i] = mdn_softplus(y);
+    v->ln_alpha[i] = v->alpha[i] > 1e-300 ? log(v->alpha[i]) : mdn_ln_softplus(y);
     v->y_mu[i] = dm + bm[i];
     v->mu[i] = i == 0 ? v->y_mu[0] + lnM0 : v->mu[i - 1] + mdn_softplus(v->y_mu[i]);
     v->y_sigma[i] = ds + bs[i] + s_off;
@@ -153,6 +168,34 @@ double mdn_ln_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double 
     }
   }
   return ln_V + lse;
+}
+
+double mdn_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_th, double ln_extra,
+                double scale, mdn_adjoint *adj) {
+  const int G = c->n_gauss;
+  double x[MDN_MAX_G], ec[MDN_MAX_G];
+  bool fast = ln_extra > -600 && ln_extra < 600 && ln_V < 600;
+  for (int i = 0; i < G && fast; i++) {
+    x[i] = (u_th - v->mu[i]) / (MDN_SQRT2 * v->sigma[i]);
+    fast = v->alpha[i] > 1e-250 && v->alpha[i] < 1e250 && x[i] < 25 && !isnan(x[i]);
+  }
+  if (!fast) return exp(mdn_ln_nbar(c, v, ln_V, u_th, ln_extra, scale, adj) + ln_extra);
+  const double C = exp(ln_V + ln_extra); /* V e^extra */
+  double sum = 0;
+  for (int i = 0; i < G; i++) {
+    ec[i] = erfc(x[i]);
+    sum += v->alpha[i] * ec[i];
+  }
+  if (adj) {
+    for (int i = 0; i < G; i++) {
+      /* dT/dy = C/2 erfc sigmoid(y), sigmoid(y) = 1 - e^-alpha; dT/dx = -C alpha e^-x^2/sqrt(pi) */
+      adj->y_alpha[i] += scale * 0.5 * C * ec[i] * -expm1(-v->alpha[i]);
+      double e = C * v->alpha[i] * exp(-x[i] * x[i] - LN_SQRT_PI);
+      adj->mu[i] += scale * e / (MDN_SQRT2 * v->sigma[i]);
+      adj->sigma[i] += scale * e * x[i] / v->sigma[i];
+    }
+  }
+  return 0.5 * C * sum;
 }
 
 void mdn_backward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,

@@ -41,6 +41,7 @@ typedef struct mdn_voxel {
   double y_alpha[MDN_MAX_G], ln_alpha[MDN_MAX_G];
   double y_mu[MDN_MAX_G], mu[MDN_MAX_G];
   double y_sigma[MDN_MAX_G], sigma[MDN_MAX_G];
+  double alpha[MDN_MAX_G]; /* softplus(y_alpha): may underflow to 0, ln_alpha does not */
 } mdn_voxel;
 
 /* Adjoints of one voxel: d lnL / d y_alpha_i, d lnL / d mu_i, d lnL / d sigma_i. */
@@ -63,6 +64,12 @@ double mdn_ln_dndlnm(const mdn_config *cfg, const mdn_voxel *vox, double u, doub
  * per-voxel log factor such as a mask or the power-law bias, which the caller includes). */
 double mdn_ln_nbar(const mdn_config *cfg, const mdn_voxel *vox, double ln_V, double u_th,
                    double ln_extra, double scale, mdn_adjoint *adj);
+
+/* Nbar itself, times e^ln_extra: V e^ln_extra sum_i (alpha_i / 2) erfc(...). The same number
+ * as exp(mdn_ln_nbar(...) + ln_extra), computed directly (no logs) when alpha, the erfc and
+ * the factor are in range, in log space otherwise; +inf if it overflows. adj as above. */
+double mdn_nbar(const mdn_config *cfg, const mdn_voxel *vox, double ln_V, double u_th,
+                double ln_extra, double scale, mdn_adjoint *adj);
 
 /* Reverse pass of mdn_forward: ADDS d lnL / d w into grad_w (may be NULL) and
  * d lnL / d psi into dpsi[c * stride] (may be NULL). */
