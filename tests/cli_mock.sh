@@ -105,9 +105,9 @@ cmp -s good.h5 keep.h5 || { echo "FAIL: a refused import changed good.h5"; fail=
 # ---------------------------------------------------------------- mock
 G=(-n_grid 16 -box_size 123.4)
 run "$EXE" mock "${G[@]}" -seed 7 -o m1.h5
-n1=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+n1=$(grep -o '[0-9][0-9]* halos (expected' out.txt | cut -d' ' -f1)
 run mpiexec -n 2 "$EXE" mock "${G[@]}" -seed 7 -o m2.h5
-n2=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+n2=$(grep -o '[0-9][0-9]* halos (expected' out.txt | cut -d' ' -f1)
 [ -n "$n1" ] && [ "$n1" = "$n2" ] || { echo "FAIL: mock on 1 and 2 ranks: '$n1' vs '$n2'"; fail=1; }
 [ -f m1.h5 ] && [ -f m2.h5 ] || { echo "FAIL: mock left no output"; fail=1; }
 echo "mock 16^3 on 1 and 2 ranks: $n1, $n2"
@@ -140,12 +140,26 @@ cmp -s m1.h5 keep.h5 || { echo "FAIL: a refused mock changed m1.h5"; fail=1; }
 # the npe truth, when the weights command exists
 if "$EXE" help | grep -q '^  weights '; then
   run "$EXE" weights init -random -seed 5 -scale 0.2 -o w.h5
-  run "$EXE" mock "${G[@]}" -truth npe -weights w.h5 -o mn1.h5
-  k1=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
-  run mpiexec -n 2 "$EXE" mock "${G[@]}" -truth npe -weights w.h5 -o mn2.h5
-  k2=$(grep -o '[0-9][0-9]* halos (expected' out.txt)
+  GN=(-n_grid 24 -box_size 181.5)
+  run "$EXE" mock "${GN[@]}" -truth npe -weights w.h5 -o mn1.h5
+  k1=$(grep -o '[0-9][0-9]* halos (expected' out.txt | cut -d' ' -f1)
+  run mpiexec -n 2 "$EXE" mock "${GN[@]}" -truth npe -weights w.h5 -o mn2.h5
+  k2=$(grep -o '[0-9][0-9]* halos (expected' out.txt | cut -d' ' -f1)
   [ -n "$k1" ] && [ "$k1" = "$k2" ] || { echo "FAIL: npe mock on 1 and 2 ranks: '$k1' vs '$k2'"; fail=1; }
-  echo "npe mock 16^3 on 1 and 2 ranks: $k1, $k2"
+  echo "npe mock 24^3 on 1 and 2 ranks: $k1, $k2"
+  # a well-specified truth: the likelihood reads the mock, and the engine's exact expected
+  # counts in bins of density and mass (cerberus hmf) match the drawn ones (Pearson chi^2 over
+  # the bins with >= 5 expected, within 5 sigma of its dof; the total within 4 Poisson sigma)
+  run "$EXE" loglike -field mn1.h5 -catalogue mn1.h5 -weights w.h5 -o ll.h5
+  if "$EXE" help | grep -q '^  hmf '; then
+    run "$EXE" hmf -field mn1.h5 -weights w.h5 -catalogue mn1.h5 -o hmf.h5 -n_delta_bins 3 \
+      -n_mass_bins 5 -mass_max 1e16
+    if ! awk '!/^#/ && NF == 10 { tm += $6; td += $7; if ($6 >= 5) { c += ($7 - $6)^2 / $6; k++ } }
+        END { printf "hmf: %d bins, chi2 %.2f; total %d drawn, %.1f expected\n", k, c, td, tm;
+              exit !(k >= 5 && c < k + 5 * sqrt(2 * k) && (td - tm)^2 < 16 * tm) }' out.txt; then
+      echo "FAIL: npe mock against the engine's expected counts: $(cat out.txt)"; fail=1
+    fi
+  fi
 fi
 
 [ $fail -eq 0 ] && echo "PASS" || echo "FAIL"
