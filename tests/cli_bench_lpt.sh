@@ -1,0 +1,52 @@
+#!/bin/bash
+# cli_bench_lpt: `cerberus bench lpt` from the command line.
+#
+# A small run on 1 and 2 ranks prints the CSV header and one row with every column, positive
+# times and memory, for 1LPT and 2LPT. Then each bad input once: -lpt_order outside {1, 2},
+# an odd and a non-positive grid, -repeat 0, a malformed value. Each must exit non-zero with
+# exactly one line from cerberus naming the option.
+set -u
+EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+T=$(mktemp -d)
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+fail=0
+
+for np in 1 2; do
+  for order in 1 2; do
+    if ! mpiexec -n $np "$EXE" bench lpt -n_grid 24 -repeat 2 -lpt_order $order > out.txt 2> err.txt; then
+      echo "FAIL: bench lpt on $np rank(s), order $order: $(cat err.txt)"; fail=1; continue
+    fi
+    # header + one row, same number of fields, row starts lpt,24,np,2,order and all numbers > 0
+    if ! awk -F, -v np=$np -v order=$order '
+        NR == 1 { nh = NF; if ($1 != "bench" || $NF != "net_bytes_per_voxel") exit 1 }
+        NR == 2 { if (NF != nh || $1 != "lpt" || $2 != 24 || $3 != np || $4 != 2 || $5 != order) exit 1
+                  for (i = 6; i <= NF; i++) if (!($i + 0 > 0)) exit 1 }
+        END { if (NR != 2) exit 1 }' out.txt; then
+      echo "FAIL: bench lpt on $np rank(s), order $order printed: $(cat out.txt)"; fail=1
+    else
+      echo "ok: $(tail -1 out.txt)"
+    fi
+  done
+done
+
+bad() { # expected substring, command...
+  local want="$1"; shift
+  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
+  if ! grep -q -F -- "$want" err.txt; then
+    echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1
+  fi
+  if [ "$(grep -c '^cerberus' err.txt)" -ne 1 ]; then
+    echo "FAIL: '$*': not exactly one line: $(cat err.txt)"; fail=1
+  fi
+  echo "ok: $(grep '^cerberus' err.txt)"
+}
+bad "-lpt_order" mpiexec -n 2 "$EXE" bench lpt -n_grid 16 -lpt_order 3
+bad "-lpt_order" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order 0
+bad "-n_grid" mpiexec -n 1 "$EXE" bench lpt -n_grid 15
+bad "-n_grid" mpiexec -n 1 "$EXE" bench lpt -n_grid -4
+bad "-repeat" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -repeat 0
+bad "-lpt_order" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order two
+exit $fail
