@@ -31,6 +31,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -99,6 +100,9 @@ const double *mock_mean_dndlnm(const mock *m) {
   return m->mean;
 }
 
+/* At most this many halos on a rank (640 MB of positions and masses). */
+#define MOCK_MAX_HALOS_PER_RANK 20000000
+
 /* The halos' random stream, apart from the white noise's (ic_stream_seed). */
 #define MOCK_STREAM_HALOS 0x6d6f636b68616c6fULL /* ASCII "mockhalo" */
 
@@ -156,7 +160,20 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
       const double total = cum[m->nm - 1], nbar = V * total;
       if (expected) expected[v] = nbar;
       if (!(nbar > 0)) continue;
+      if (nbar > MOCK_MAX_HALOS_PER_RANK) {
+        st = CB_ERROR(CB_ERR_INPUT,
+                      "voxel (%td,%td,%td) expects %.3g halos: the truth is unreasonable here "
+                      "(raise -mass_threshold?)",
+                      i, j, k, nbar);
+        break;
+      }
       unsigned int count = gsl_ran_poisson(m->rng, nbar);
+      if (cat->n + count > MOCK_MAX_HALOS_PER_RANK) {
+        st = CB_ERROR(CB_ERR_INPUT,
+                      "more than %.3g halos on one rank (raise -mass_threshold or use more ranks)",
+                      (double)MOCK_MAX_HALOS_PER_RANK);
+        break;
+      }
       for (unsigned int h = 0; h < count && st == CB_OK; h++) {
         double u = invert(m, gsl_rng_uniform_pos(m->rng) * total);
         double mass = exp(u);
@@ -174,13 +191,18 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
       }
     }
   }
-  /* every rank reaches the reduction; a local failure is then raised on every rank */
-  int ok = st == CB_OK;
-  MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, f->comm);
-  if (!ok) {
+  /* every rank reaches the reduction; the first failing rank's message is raised on all */
+  int first = st == CB_OK ? f->size : f->rank;
+  MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT, MPI_MIN, f->comm);
+  if (first < f->size) {
     catalogue_destroy(&cat);
-    if (st != CB_OK) CB_CALL(st);
-    return CB_ERROR(CB_ERR_NUMERIC, "drawing the halos failed on another rank");
+    char msg[1024];
+    int code = st;
+    if (f->rank == first) snprintf(msg, sizeof msg, "%s", status_message());
+    MPI_Bcast(&code, 1, MPI_INT, first, f->comm);
+    MPI_Bcast(msg, sizeof msg, MPI_CHAR, first, f->comm);
+    if (f->rank == first) CB_CALL(st);
+    return CB_ERROR(code, "%s", msg);
   }
   MPI_Allreduce(MPI_IN_PLACE, m->mean, (int)m->nm, MPI_DOUBLE, MPI_SUM, f->comm);
   const double nvox = (double)n * (double)n * (double)n;

@@ -544,12 +544,57 @@ static void test_chain(MPI_Comm comm, const cosmology *c) {
   catalogue_destroy(&o.cat);
 }
 
+/* ------------------------------------------------------------ 6. errors, raised on every rank */
+
+typedef struct bad_truth {
+  const field *f;
+  double value; /* in the last plane's voxel (n-1, 3, 5) */
+} bad_truth;
+
+static int bad_fn(void *ctx, ptrdiff_t v, size_t nm, const double *lnm, double *out) {
+  const bad_truth *t = ctx;
+  const ptrdiff_t n = t->f->n;
+  bool target = t->f->local_0_start + v / (n * n) == n - 1 && (v / n) % n == 3 && v % n == 5;
+  for (size_t b = 0; b < nm; b++) out[b] = target ? t->value : 1e-4 * exp(-(lnm[b] - lnm[0]));
+  return CB_OK;
+}
+
+static void test_errors(MPI_Comm comm) {
+  field *f = NULL;
+  TEST_STATUS(field_create(comm, 8, 50.0, 1, &f), CB_OK, "field_create");
+  if (!f) return;
+  mock *m = NULL;
+  TEST_STATUS(mock_create(f, -1.0, 1e16, 0.02, &m), CB_ERR_INPUT, "negative threshold");
+  TEST_STATUS(mock_create(f, 2e16, 1e16, 0.02, &m), CB_ERR_INPUT, "threshold above the top");
+  TEST_STATUS(mock_create(f, 2e12, 1e16, 0.0, &m), CB_ERR_INPUT, "zero step");
+  TEST_STATUS(mock_create(f, 2e12, 1e16, 0.02, &m), CB_OK, "mock_create");
+  const struct {
+    double value;
+    int code;
+    const char *msg;
+  } cases[] = {{NAN, CB_ERR_NUMERIC, "voxel (7,3,5)"},
+               {-2.0, CB_ERR_NUMERIC, "voxel (7,3,5)"},
+               {1e9, CB_ERR_INPUT, "voxel (7,3,5) expects"}};
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0] && m; c++) {
+    bad_truth t = {.f = f, .value = cases[c].value};
+    catalogue *cat = NULL;
+    TEST_STATUS(mock_sample(m, 3, bad_fn, &t, NULL, &cat), cases[c].code, cases[c].msg);
+    TEST_CHECK(strstr(status_message(), cases[c].msg) != NULL, "message '%s' lacks '%s'",
+               status_message(), cases[c].msg);
+    TEST_CHECK(cat == NULL, "a catalogue came back after an error");
+    catalogue_destroy(&cat);
+  }
+  mock_destroy(&m);
+  field_destroy(&f);
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
   test_synthetic(comm);
   test_cell_inversion(comm);
   test_smoothing(comm);
+  test_errors(comm);
   cosmology *c = NULL;
   cosmo_params p = cosmo_params_default();
   TEST_STATUS(cosmology_create(&p, NULL, &c), CB_OK, "cosmology_create");
