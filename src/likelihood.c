@@ -58,6 +58,10 @@ const char *likelihood_reason_name(int r) {
 
 static PetscLogEvent ev_mdn = 0, ev_like = 0;
 
+static inline void adjoint_zero(mdn_adjoint *a, int G) {
+  for (int i = 0; i < G; i++) a->y_alpha[i] = a->mu[i] = a->sigma[i] = 0;
+}
+
 int likelihood_create(field *f, const weights_arch *arch, likelihood **out) {
   *out = NULL;
   weights_arch a = *arch;
@@ -293,7 +297,7 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
       mdn_adjoint adj;
       mdn_forward(mc, wh, pv, stride, &vox);
       double ln_extra = (mv != 1.0 ? log(mv) : 0.0) + (pl ? beta * lk->x0[v] : 0.0);
-      if (grad) memset(&adj, 0, sizeof adj);
+      if (grad) adjoint_zero(&adj, mc->n_gauss);
       double nb = mdn_nbar(mc, &vox, ln_V, u_th, ln_extra, -1.0, grad ? &adj : NULL);
       if (isnan(nb)) flag_nf = 1;
       sum_nbar += nb;
@@ -315,7 +319,7 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
     mdn_voxel vox;
     mdn_adjoint adj;
     mdn_forward(mc, wh, pv, stride, &vox);
-    if (grad) memset(&adj, 0, sizeof adj);
+    if (grad) adjoint_zero(&adj, mc->n_gauss);
     double ld = mdn_ln_dndlnm(mc, &vox, lk->hlnm[h], 1.0, grad ? &adj : NULL);
     if (isnan(ld))
       flag_nf = 1;

@@ -179,7 +179,10 @@ void npe_destroy(npe **pnet) {
 
 static inline double act_f(int act, double z) {
   switch (act) {
-  case NPE_SOFTPLUS: return fmax(z, 0.0) + log1p(exp(-fabs(z)));
+  case NPE_SOFTPLUS: {
+    double t = exp(-fabs(z)), u = 1.0 + t; /* log1p(t) with Goldberg's correction, see mdn.c */
+    return fmax(z, 0.0) + (u == 1.0 ? t : log(u) * t / (u - 1.0));
+  }
   case NPE_RELU: return z > 0 ? z : 0.0;
   case NPE_TANH: return tanh(z);
   default: return z;
