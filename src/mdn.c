@@ -97,6 +97,13 @@ static void offsets(const mdn_config *c, double *lnA0, double *lnM0, double *s_o
   *lnA0 = a, *lnM0 = m, *s_off = s;
 }
 
+/* softplus(y) and its derivative sigmoid(y) from one exp and one log. */
+static inline double softplus_sig(double y, double *sig) {
+  double t = exp(-fabs(y)), u = 1.0 + t;
+  *sig = y >= 0 ? 1.0 / u : t / u;
+  return fmax(y, 0.0) + log1p_unit(t);
+}
+
 void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
                  mdn_voxel *v) {
   const int G = c->n_gauss, P = c->n_features;
@@ -113,12 +120,13 @@ void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdif
     }
     double y = da + ba[i] + lnA0;
     v->y_alpha[i] = y;
-    v->alpha[i] = mdn_softplus(y);
+    v->alpha[i] = softplus_sig(y, &v->sig_alpha[i]);
     v->ln_alpha[i] = v->alpha[i] > 1e-300 ? log(v->alpha[i]) : mdn_ln_softplus(y);
     v->y_mu[i] = dm + bm[i];
-    v->mu[i] = i == 0 ? v->y_mu[0] + lnM0 : v->mu[i - 1] + mdn_softplus(v->y_mu[i]);
+    double spm = softplus_sig(v->y_mu[i], &v->sig_mu[i]);
+    v->mu[i] = i == 0 ? v->y_mu[0] + lnM0 : v->mu[i - 1] + spm;
     v->y_sigma[i] = ds + bs[i] + s_off;
-    v->sigma[i] = c->sigma_min + mdn_softplus(v->y_sigma[i]);
+    v->sigma[i] = c->sigma_min + softplus_sig(v->y_sigma[i], &v->sig_sigma[i]);
   }
 }
 
@@ -196,7 +204,7 @@ double mdn_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_t
   if (adj) {
     for (int i = 0; i < G; i++) {
       /* dT/dy = C/2 erfc sigmoid(y), sigmoid(y) = 1 - e^-alpha; dT/dx = -C alpha e^-x^2/sqrt(pi) */
-      adj->y_alpha[i] += scale * 0.5 * C * ec[i] * -expm1(-v->alpha[i]);
+      adj->y_alpha[i] += scale * 0.5 * C * ec[i] * v->sig_alpha[i];
       double e = C * v->alpha[i] * exp(-x[i] * x[i] - LN_SQRT_PI);
       adj->mu[i] += scale * e / (MDN_SQRT2 * v->sigma[i]);
       adj->sigma[i] += scale * e * x[i] / v->sigma[i];
@@ -213,11 +221,11 @@ void mdn_backward(const mdn_config *c, const double *w, const double *psi, ptrdi
   double S = 0;
   for (int i = G - 1; i >= 0; i--) {
     S += adj->mu[i];
-    dym[i] = i == 0 ? S : S * mdn_sigmoid(v->y_mu[i]);
+    dym[i] = i == 0 ? S : S * v->sig_mu[i];
   }
   for (int i = 0; i < G; i++) {
     dya[i] = adj->y_alpha[i];
-    dys[i] = adj->sigma[i] * mdn_sigmoid(v->y_sigma[i]);
+    dys[i] = adj->sigma[i] * v->sig_sigma[i];
   }
   const size_t GP = (size_t)G * P;
   if (grad_w) {

@@ -42,6 +42,8 @@ typedef struct mdn_voxel {
   double y_mu[MDN_MAX_G], mu[MDN_MAX_G];
   double y_sigma[MDN_MAX_G], sigma[MDN_MAX_G];
   double alpha[MDN_MAX_G]; /* softplus(y_alpha): may underflow to 0, ln_alpha does not */
+  /* sigmoid of y_alpha, y_mu, y_sigma (the softplus derivatives, kept for the reverse pass) */
+  double sig_alpha[MDN_MAX_G], sig_mu[MDN_MAX_G], sig_sigma[MDN_MAX_G];
 } mdn_voxel;
 
 /* Adjoints of one voxel: d lnL / d y_alpha_i, d lnL / d mu_i, d lnL / d sigma_i. */
