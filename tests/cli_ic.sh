@@ -57,6 +57,38 @@ fi
 if ! awk 'NR == 1 && NF == 6 && $5 == 18 { ok = 1 } END { exit !ok }' table1.txt; then
   echo "FAIL: unexpected first row: $(head -1 table1.txt)"; fail=1
 fi
+# the files hold what the plot script and later commands read (when h5py is there)
+if /usr/bin/python3 -c "import h5py, numpy" 2> /dev/null; then
+  if ! /usr/bin/python3 - > py.txt 2>&1 <<'PYEOF'
+import h5py, numpy as np
+with h5py.File("ic1.h5", "r") as f:
+    a = f.attrs
+    assert a["n_grid"] == 32 and a["box_size"] == 180 and a["seed"] == 7, dict(a)
+    text = lambda v: v.decode() if isinstance(v, bytes) else str(v)
+    assert a["redshift"] == 0.5 and abs(a["Omega_m"] - 0.3111) < 1e-12, dict(a)
+    assert text(a["pk_file"]) == "" and text(a["command"]) == "ic", dict(a)
+    for k in ("code_version", "options", "sigma_8", "n_s", "h", "Omega_b"):
+        assert k in a, k
+    assert "-seed 7" in text(a["options"]), text(a["options"])
+    for d in ("white_noise", "delta_linear"):
+        assert f[d].shape == (32, 32, 32), f[d].shape
+    s = f["white_noise"][...]
+    assert abs(s.mean()) < 0.02 and abs(s.std() - 1) < 0.02, (s.mean(), s.std())
+with h5py.File("pk1.h5", "r") as f:
+    for d in ("k", "pk", "n_modes", "k_lo", "k_hi", "pk_input"):
+        assert f[d].shape == (16,), (d, f[d].shape)
+    assert f.attrs["n_grid"] == 32 and f.attrs["seed"] == 7
+    assert np.all(f["k"][...] > f["k_lo"][...]) and np.all(f["k"][...] < f["k_hi"][...])
+    m = np.fft.fftfreq(32, 1 / 32)
+    r = np.sqrt(m[:, None, None]**2 + m[None, :, None]**2 + m[None, None, :]**2)
+    assert f["n_modes"][...].sum() == np.count_nonzero((r >= 0.5) & (r < 16.5))
+PYEOF
+  then
+    echo "FAIL: output contents: $(cat py.txt)"; fail=1
+  fi
+else
+  echo "skipped the check of the HDF5 contents: /usr/bin/python3 has no h5py"
+fi
 run "$EXE" pk ic1.h5 -dataset white_noise -o pkw.h5 -deconvolve_cic -dk 0.05 -k_max 0.5
 run "$EXE" pk ic1.h5 -n_bins 5
 [ -f ic1_pk.h5 ] && [ -f ic1_pk.txt ] || { echo "FAIL: default pk output names"; fail=1; }
