@@ -241,7 +241,7 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
   MPI_Allreduce(&loc, &glob, 1, MPI_LONG_INT, MPI_MINLOC, f->comm);
   if (glob.idx != (long)9e18) {
     first = glob.idx;
-    MPI_Bcast(&badv, 1, MPI_DOUBLE, glob.rank, f->comm);
+    (void)MPI_Bcast(&badv, 1, MPI_DOUBLE, glob.rank, f->comm);
     return CB_ERROR(CB_ERR_INPUT,
                     "density field: 1 + delta + eps must be positive, but delta = %g at voxel "
                     "(%ld,%ld,%ld) (eps = %g)",
