@@ -253,7 +253,7 @@ static bool header_match(char **tok, int ntok, text_spec *s) {
   return true;
 }
 
-static int read_text_rank0(const char *path, const char *columns, double L, double mth,
+static int read_text_rank0(const char *path, const char *columns, double L, double mth, bool wrap,
                            catalogue *cat, size_t *n_below) {
   text_spec spec;
   CB_CALL(parse_columns(columns, &spec));
@@ -311,10 +311,16 @@ static int read_text_rank0(const char *path, const char *columns, double L, doub
                       path, lineno, what[i], spec.col[i] + 1, t);
     }
     if (st != CB_OK) break;
+    for (int i = 0; i < 3 && wrap; i++) {
+      v[i] = fmod(v[i], L);
+      if (v[i] < 0) v[i] += L;
+      if (v[i] >= L) v[i] = 0; /* -tiny + L rounds to L */
+    }
     for (int i = 0; i < 3 && st == CB_OK; i++)
       if (!(v[i] >= 0 && v[i] < L))
         st = CB_ERROR(CB_ERR_INPUT,
-                      "catalogue '%s' line %ld: %s = %.17g is outside the box [0, %g) (-box_size)",
+                      "catalogue '%s' line %ld: %s = %.17g is outside the box [0, %g) (check "
+                      "-box_size, or -wrap)",
                       path, lineno, what[i], v[i], L);
     if (st == CB_OK && !(v[3] > 0))
       st = CB_ERROR(CB_ERR_INPUT, "catalogue '%s' line %ld: mass %.17g is not positive", path,
@@ -341,7 +347,8 @@ static int read_text_rank0(const char *path, const char *columns, double L, doub
 }
 
 int catalogue_read_text(MPI_Comm comm, const char *path, const char *columns, double box_size,
-                        long n_grid, double mass_threshold, catalogue **out, size_t *n_below) {
+                        long n_grid, double mass_threshold, bool wrap, catalogue **out,
+                        size_t *n_below) {
   *out = NULL;
   int rank;
   MPI_Comm_rank(comm, &rank);
@@ -351,7 +358,7 @@ int catalogue_read_text(MPI_Comm comm, const char *path, const char *columns, do
   if (st == CB_OK) st = catalogue_create(0, box_size, n_grid, mass_threshold, &cat);
   /* every rank checked the same numbers; only rank 0 reads the file */
   if (st == CB_OK && rank == 0)
-    st = read_text_rank0(path, columns, box_size, mass_threshold, cat, &below);
+    st = read_text_rank0(path, columns, box_size, mass_threshold, wrap, cat, &below);
   int code = st;
   MPI_Bcast(&code, 1, MPI_INT, 0, comm);
   if (code != CB_OK) {

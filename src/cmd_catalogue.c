@@ -6,9 +6,9 @@
  * from 1 or by header name) and writes /halos/position, /halos/mass with the attributes
  * box_size, n_grid and mass_threshold (include/cerberus/catalogue.h), so that halos from the
  * user's own simulation go where a mock's would. Halos below -mass_threshold are left out
- * (and counted); positions outside [0, box_size), non-positive or non-finite masses and
- * malformed lines are refused with the file and the line. The output is checked before the
- * file is read and written under a temporary name, so a refusal leaves no file. Collective. */
+ * (and counted); positions outside [0, box_size) (unless -wrap), non-positive or non-finite
+ * masses and malformed lines are refused with the file and the line. The output is checked before
+ * the file is read and written under a temporary name, so a refusal leaves no file. Collective. */
 #include "cerberus/catalogue.h"
 #include "cerberus/commands.h"
 #include "cerberus/h5io.h"
@@ -22,7 +22,7 @@
 
 static int import_run(options *o, MPI_Comm comm) {
   char in[4096], out[4096], columns[1024];
-  bool in_set = false, overwrite = false;
+  bool in_set = false, overwrite = false, wrap = false;
   long n_grid;
   double L, mth;
   CB_CALL(options_string(o, "-i", "plain-text catalogue to import", NULL, in, sizeof in, &in_set));
@@ -37,6 +37,10 @@ static int import_run(options *o, MPI_Comm comm) {
   CB_CALL(options_real(o, "-mass_threshold",
                        "Mth [M_sun/h]: halos below it are left out (MODEL.md section 5)", 2e12,
                        &mth));
+  CB_CALL(options_bool(o, "-wrap",
+                       "wrap positions periodically into [0, box_size) instead of refusing those "
+                       "outside",
+                       false, &wrap));
   CB_CALL(options_string(o, "-o", "output HDF5 file", "catalogue.h5", out, sizeof out, NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing output", false, &overwrite));
   CB_CALL(options_finish(o));
@@ -50,7 +54,7 @@ static int import_run(options *o, MPI_Comm comm) {
 
   catalogue *cat = NULL;
   size_t below = 0;
-  CB_CALL(catalogue_read_text(comm, in, columns, L, n_grid, mth, &cat, &below));
+  CB_CALL(catalogue_read_text(comm, in, columns, L, n_grid, mth, wrap, &cat, &below));
   size_t n = catalogue_count(cat, comm);
   log_info("catalogue '%s': %zu halos with M >= %g M_sun/h (%zu below it left out)", in, n, mth,
            below);

@@ -48,12 +48,13 @@ run "$EXE" catalogue import -i trees.txt -columns 5,6,7,3 -o trees_n.h5 -mass_th
 grep -q "1 halos with M >= 5e+12 M_sun/h (1 below" out.txt ||
   { echo "FAIL: import by numbers: $(cat out.txt)"; fail=1; }
 run "$EXE" catalogue import -i good.csv -columns x,y,z,mass -o csv.h5 -box_size 210 -n_grid 32
-[ -f good.h5 ] && [ -f trees.h5 ] && [ -f trees_n.h5 ] && [ -f csv.h5 ] ||
+printf '1 2 3 4e12\n5 6 250 4e12\n' > outside.txt
+run "$EXE" catalogue import -i outside.txt -wrap -o wrapped.h5
+[ -f good.h5 ] && [ -f trees.h5 ] && [ -f wrapped.h5 ] && [ -f trees_n.h5 ] && [ -f csv.h5 ] ||
   { echo "FAIL: an import left no output"; fail=1; }
 
 printf '1 2 3 4e12\n5 6\n' > short.txt
 printf '1 2 3 4e12\n5 6 seven 4e12\n' > word.txt
-printf '1 2 3 4e12\n5 6 250 4e12\n' > outside.txt
 printf '1 2 3 4e12\n5 -0.5 7 4e12\n' > negpos.txt
 printf '1 2 3 4e12\n5 6 7 -3e12\n' > negmass.txt
 printf '1 2 3 4e12\n5 6 7 0\n' > zeromass.txt

@@ -49,8 +49,8 @@ int main(int argc, char **argv) {
 
   catalogue *cat = NULL;
   size_t below = 0;
-  TEST_STATUS(catalogue_read_text(comm, txt, "x,y,z,mvir", L, n_grid, mth, &cat, &below), CB_OK,
-              "read text");
+  TEST_STATUS(catalogue_read_text(comm, txt, "x,y,z,mvir", L, n_grid, mth, false, &cat, &below),
+              CB_OK, "read text");
   if (!cat) return testing_finish();
   TEST_CHECK(below == 1, "one halo below the threshold, got %zu", below);
   TEST_CHECK(cat->n == (testing_rank() == 0 ? 4u : 0u), "rank holds %zu halos", cat->n);
@@ -61,6 +61,27 @@ int main(int argc, char **argv) {
                    cat->position[3 * j + a]);
       TEST_CHECK(cat->mass[j] == want[j][3], "halo %d mass %.17g", j, cat->mass[j]);
     }
+
+  /* -wrap: positions wrapped periodically into [0, L) */
+  if (testing_rank() == 0) {
+    FILE *fp = fopen(bad, "w");
+    fprintf(fp, "137.5 -1.25 141.0 4e12\n-275.0 3.5 0.5 5e12\n");
+    fclose(fp);
+  }
+  MPI_Barrier(comm);
+  catalogue *wc = NULL;
+  TEST_STATUS(catalogue_read_text(comm, bad, NULL, L, n_grid, mth, false, &wc, NULL), CB_ERR_INPUT,
+              "x = L refused without wrap");
+  TEST_CHECK(strstr(status_message(), "line 1: x = 137.5 is outside the box") != NULL,
+             "message '%s'", status_message());
+  TEST_STATUS(catalogue_read_text(comm, bad, NULL, L, n_grid, mth, true, &wc, NULL), CB_OK, "wrap");
+  if (wc && testing_rank() == 0) {
+    const double w[6] = {0.0, L - 1.25, 3.5, 0.0, 3.5, 0.5};
+    TEST_CHECK(wc->n == 2, "wrap: %zu halos", wc->n);
+    for (int q = 0; q < 6 && wc->n == 2; q++)
+      TEST_CLOSE(wc->position[q], w[q], 1e-15, "wrapped position");
+  }
+  catalogue_destroy(&wc);
 
   h5file *h = NULL;
   TEST_STATUS(h5io_create(comm, h5, true, &h), CB_OK, "create");

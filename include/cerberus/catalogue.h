@@ -16,6 +16,7 @@
 
 #include <math.h>
 #include <mpi.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cerberus/field.h"
@@ -70,10 +71,12 @@ static inline ptrdiff_t catalogue_voxel_axis(double x, double L, ptrdiff_t n) {
  * names being looked up in a header line (a '#' comment or the first line; a "(17)" suffix
  * on a header name, as in consistent-trees, is ignored). Refuses, naming the file and the
  * line: malformed lines (too few columns, a needed column that is not a number), positions
- * outside [0, box_size), non-positive or non-finite masses. Halos below mass_threshold are
- * left out and counted in *n_below (may be NULL). Rank 0 reads the file and holds the
- * halos; the others get an empty catalogue and the same error. Collective. */
+ * outside [0, box_size) (unless wrap: then any finite position is wrapped periodically
+ * into the box, for simulation outputs that write x = L), non-positive or non-finite masses.
+ * Halos below mass_threshold are left out and counted in *n_below (may be NULL). Rank 0 reads the
+ * file and holds the halos; the others get an empty catalogue and the same error. Collective. */
 int catalogue_read_text(MPI_Comm comm, const char *path, const char *columns, double box_size,
-                        long n_grid, double mass_threshold, catalogue **cat, size_t *n_below);
+                        long n_grid, double mass_threshold, bool wrap, catalogue **cat,
+                        size_t *n_below);
 
 #endif
