@@ -28,7 +28,7 @@ struct cic {
   field *f;
   particles *pe;
   int *plane_owner; /* n: rank owning each global plane */
-  int *dest;        /* per local particle */
+  int *dest;        /* per local particle: its lower plane (the migration bucket) */
   size_t dest_cap;
   double *pack; /* x, y, z, w per particle when weighted */
   size_t pack_cap;
@@ -125,10 +125,12 @@ static int migrate(cic *c, size_t np, const double *pos, const double *weights) 
     const double *x = pos + 3 * p;
     double t;
     const int ok = placeable(x[0], inv_h) && placeable(x[1], inv_h) && placeable(x[2], inv_h);
-    c->dest[p] = ok ? c->plane_owner[corner(x[0], inv_h, f->n, &t)] : -1;
+    c->dest[p] = ok ? (int)corner(x[0], inv_h, f->n, &t) : -1; /* the lower plane */
   }
   c->have_last = 0;
-  CB_CALL(particles_plan(c->pe, np, c->dest, &c->n_recv, &c->n_total));
+  /* by plane: to the owner, arriving in plane order (the deposit then sweeps the slab) */
+  CB_CALL(particles_plan_buckets(c->pe, np, c->dest, (int)f->n, c->plane_owner, &c->n_recv,
+                                 &c->n_total));
   c->np_last = np;
   c->width = weights ? 4 : 3;
   CB_CALL(grow(&c->mig, &c->mig_cap, c->n_recv * (size_t)c->width));
@@ -230,7 +232,6 @@ static int gradient(cic *c, const double *g_rho, double *g_pos) {
   CB_CALL(particles_ghost_fetch(c->pe, (size_t)nn, g_rho, ghost));
   CB_CALL(grow(&c->grad, &c->grad_cap, 3 * c->n_recv));
   const int w = c->width;
-  const double dw[2] = {-inv_h, inv_h};
   size_t lost = 0;
   for (size_t r = 0; r < c->n_recv; r++) {
     const double *x = c->mig + (size_t)w * r;
@@ -239,23 +240,25 @@ static int gradient(cic *c, const double *g_rho, double *g_pos) {
       lost++;
       continue;
     }
-    double gx = 0, gy = 0, gz = 0;
+    /* interpolate along z first, then y: the derivative along an axis is the difference of
+     * the two faces (times 1/h), weighted by the other two axes' linear weights */
+    double zi[2][2], zd[2][2];
     for (int a = 0; a < 2; a++) {
       const double *plane = cl.li + a < nl ? g_rho + (cl.li + a) * nn : ghost;
       for (int b = 0; b < 2; b++) {
         const double *row = plane + cl.js[b] * n;
-        for (int e = 0; e < 2; e++) {
-          const double g = row[cl.ks[e]];
-          gx += g * dw[a] * cl.wy[b] * cl.wz[e];
-          gy += g * cl.wx[a] * dw[b] * cl.wz[e];
-          gz += g * cl.wx[a] * cl.wy[b] * dw[e];
-        }
+        const double g0 = row[cl.ks[0]], g1 = row[cl.ks[1]];
+        zi[a][b] = cl.wz[0] * g0 + cl.wz[1] * g1;
+        zd[a][b] = g1 - g0;
       }
     }
-    const double mw = w == 4 ? m * x[3] : m;
-    c->grad[3 * r] = mw * gx;
-    c->grad[3 * r + 1] = mw * gy;
-    c->grad[3 * r + 2] = mw * gz;
+    const double y0 = cl.wy[0] * zi[0][0] + cl.wy[1] * zi[0][1];
+    const double y1 = cl.wy[0] * zi[1][0] + cl.wy[1] * zi[1][1];
+    const double s = (w == 4 ? m * x[3] : m) * inv_h;
+    c->grad[3 * r] = s * (y1 - y0);
+    c->grad[3 * r + 1] = s * (cl.wx[0] * (zi[0][1] - zi[0][0]) + cl.wx[1] * (zi[1][1] - zi[1][0]));
+    c->grad[3 * r + 2] = s * (cl.wx[0] * (cl.wy[0] * zd[0][0] + cl.wy[1] * zd[0][1]) +
+                              cl.wx[1] * (cl.wy[0] * zd[1][0] + cl.wy[1] * zd[1][1]));
   }
   CB_CALL(particles_reverse(c->pe, 3, c->grad, g_pos));
   CB_CHECK(lost == 0, CB_ERR_INTERNAL, "%zu migrated particle(s) are not on their owner", lost);

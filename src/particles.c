@@ -30,6 +30,9 @@ struct particles {
   int planned;
   size_t *slot; /* slot of local particle p in the send order */
   size_t slot_cap;
+  int *bstart; /* per bucket: cursor of the counting sort */
+  size_t bstart_cap;
+  int *identity; /* size values 0 .. size-1: buckets = ranks for particles_plan */
   double *sbuf;
   size_t sbuf_cap;
   double *gbuf;
@@ -52,11 +55,13 @@ int particles_create(MPI_Comm comm, particles **out) {
   pe->sdw = calloc(s, sizeof(int));
   pe->rcw = calloc(s, sizeof(int));
   pe->rdw = calloc(s, sizeof(int));
-  if (!pe->scount || !pe->sdispl || !pe->rcount || !pe->rdispl || !pe->scw || !pe->sdw ||
-      !pe->rcw || !pe->rdw) {
+  pe->identity = calloc(s, sizeof(int));
+  if (!pe->identity || !pe->scount || !pe->sdispl || !pe->rcount || !pe->rdispl || !pe->scw ||
+      !pe->sdw || !pe->rcw || !pe->rdw) {
     particles_destroy(&pe);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the particle exchange of %d ranks", (int)s);
   }
+  for (int r = 0; r < pe->size; r++) pe->identity[r] = r;
   *out = pe;
   return CB_OK;
 }
@@ -73,6 +78,8 @@ void particles_destroy(particles **ppe) {
   free(pe->rcw);
   free(pe->rdw);
   free(pe->slot);
+  free(pe->bstart);
+  free(pe->identity);
   free(pe->sbuf);
   free(pe->gbuf);
   free(pe);
@@ -91,11 +98,17 @@ int particles_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
 }
 
 int particles_plan(particles *pe, size_t np, const int *dest, size_t *n_recv, size_t *n_total) {
+  CB_CALL(particles_plan_buckets(pe, np, dest, pe->size, pe->identity, n_recv, n_total));
+  return CB_OK;
+}
+
+int particles_plan_buckets(particles *pe, size_t np, const int *bucket, int nbucket,
+                           const int *bucket_rank, size_t *n_recv, size_t *n_total) {
   logevent_begin(LOGEVENT_MIGRATE);
   pe->planned = 0;
   long bad = 0;
   for (size_t p = 0; p < np; p++)
-    if (dest[p] < 0 || dest[p] >= pe->size) bad++;
+    if (bucket[p] < 0 || bucket[p] >= nbucket) bad++;
   /* {particles, bad ones, ranks whose counts would overflow an int of doubles} */
   long loc[3] = {(long)np, bad, np > (size_t)(INT_MAX / 8) ? 1 : 0}, tot[3] = {0, 0, 0};
   MPI_Allreduce(loc, tot, 3, MPI_LONG, MPI_SUM, pe->comm);
@@ -109,6 +122,8 @@ int particles_plan(particles *pe, size_t np, const int *dest, size_t *n_recv, si
                     "too many particles on one rank for the exchange (use more ranks)");
   }
   int st = particles_reserve((void **)&pe->slot, &pe->slot_cap, np, sizeof(size_t));
+  if (st == CB_OK)
+    st = particles_reserve((void **)&pe->bstart, &pe->bstart_cap, (size_t)nbucket, sizeof(int));
   int fail = st != CB_OK, anyfail = 0; /* collective: every rank learns whether one failed */
   MPI_Allreduce(&fail, &anyfail, 1, MPI_INT, MPI_MAX, pe->comm);
   if (anyfail) {
@@ -116,23 +131,36 @@ int particles_plan(particles *pe, size_t np, const int *dest, size_t *n_recv, si
     if (st != CB_OK) return st;
     return CB_ERROR(CB_ERR_MEM, "out of memory on another rank for the particle exchange");
   }
+  /* stable counting sort by bucket; buckets of one rank are contiguous (bucket_rank is
+   * non-decreasing), so the send order is grouped by rank and, within it, by bucket */
+  memset(pe->bstart, 0, (size_t)nbucket * sizeof(int));
   memset(pe->scount, 0, (size_t)pe->size * sizeof(int));
-  for (size_t p = 0; p < np; p++) pe->scount[dest[p]]++;
-  int off = 0;
+  for (size_t p = 0; p < np; p++) pe->bstart[bucket[p]]++;
+  int off = 0, monotone = 1;
+  for (int b = 0; b < nbucket; b++) {
+    const int cnt = pe->bstart[b];
+    if (b > 0 && bucket_rank[b] < bucket_rank[b - 1]) monotone = 0;
+    pe->scount[bucket_rank[b]] += cnt;
+    pe->bstart[b] = off;
+    off += cnt;
+  }
+  off = 0;
   for (int r = 0; r < pe->size; r++) {
     pe->sdispl[r] = off;
     off += pe->scount[r];
   }
-  /* stable counting sort: slot = displacement of the destination + running index */
-  memcpy(pe->rdispl, pe->sdispl, (size_t)pe->size * sizeof(int)); /* used as cursors */
-  for (size_t p = 0; p < np; p++) pe->slot[p] = (size_t)pe->rdispl[dest[p]]++;
-  MPI_Alltoall(pe->scount, 1, MPI_INT, pe->rcount, 1, MPI_INT, pe->comm);
+  for (size_t p = 0; p < np; p++) pe->slot[p] = (size_t)pe->bstart[bucket[p]]++;
+  if (pe->size == 1)
+    pe->rcount[0] = pe->scount[0];
+  else
+    MPI_Alltoall(pe->scount, 1, MPI_INT, pe->rcount, 1, MPI_INT, pe->comm);
   long roff = 0;
   for (int r = 0; r < pe->size; r++) {
     pe->rdispl[r] = (int)roff;
     roff += pe->rcount[r];
   }
   logevent_end(LOGEVENT_MIGRATE);
+  CB_CHECK(monotone, CB_ERR_INTERNAL, "particles_plan_buckets: bucket owners not in rank order");
   CB_CHECK(roff <= INT_MAX / 8, CB_ERR_INTERNAL, "rank %d receives too many particles (%ld)",
            pe->rank, roff);
   pe->np = np;
@@ -156,8 +184,10 @@ static void scale_counts(particles *pe, int width) {
 int particles_forward(particles *pe, int width, const double *in, double *out) {
   CB_CHECK(pe->planned && width >= 1 && width <= 8, CB_ERR_INTERNAL,
            "particles_forward without a plan or with width %d", width);
-  if (pe->size == 1) { /* one rank: the plan is the identity */
-    memcpy(out, in, pe->np * (size_t)width * sizeof(double));
+  const size_t w = (size_t)width;
+  if (pe->size == 1) { /* one rank: only the permutation */
+    for (size_t p = 0; p < pe->np; p++)
+      for (size_t c = 0; c < w; c++) out[pe->slot[p] * w + c] = in[p * w + c];
     return CB_OK;
   }
   logevent_begin(LOGEVENT_MIGRATE);
@@ -167,7 +197,6 @@ int particles_forward(particles *pe, int width, const double *in, double *out) {
     logevent_end(LOGEVENT_MIGRATE);
     return st; /* out of memory: the other ranks may hang, as with any failed allocation */
   }
-  const size_t w = (size_t)width;
   for (size_t p = 0; p < pe->np; p++)
     for (size_t c = 0; c < w; c++) pe->sbuf[pe->slot[p] * w + c] = in[p * w + c];
   scale_counts(pe, width);
@@ -181,8 +210,10 @@ int particles_forward(particles *pe, int width, const double *in, double *out) {
 int particles_reverse(particles *pe, int width, const double *in, double *out) {
   CB_CHECK(pe->planned && width >= 1 && width <= 8, CB_ERR_INTERNAL,
            "particles_reverse without a plan or with width %d", width);
-  if (pe->size == 1) { /* one rank: the plan is the identity */
-    memcpy(out, in, pe->np * (size_t)width * sizeof(double));
+  if (pe->size == 1) { /* one rank: only the permutation */
+    const size_t w = (size_t)width;
+    for (size_t p = 0; p < pe->np; p++)
+      for (size_t c = 0; c < w; c++) out[p * w + c] = in[pe->slot[p] * w + c];
     return CB_OK;
   }
   logevent_begin(LOGEVENT_MIGRATE);

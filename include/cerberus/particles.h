@@ -32,6 +32,12 @@ void particles_destroy(particles **pe); /* Not collective; accepts NULL, leaves 
  * *n_recv is the number of particles this rank will receive and *n_total the number of
  * particles over all ranks. Collective. */
 int particles_plan(particles *pe, size_t np, const int *dest, size_t *n_recv, size_t *n_total);
+/* The same with a finer key: bucket[p] in [0, nbucket) (negative: unplaceable) and
+ * bucket_rank[b] the rank owning bucket b, non-decreasing in b (e.g. planes and their slab
+ * owners). Particles travel grouped by bucket, so each source rank's particles arrive sorted
+ * by bucket (stable): a deposit over them then sweeps the grid in order. Collective. */
+int particles_plan_buckets(particles *pe, size_t np, const int *bucket, int nbucket,
+                           const int *bucket_rank, size_t *n_recv, size_t *n_total);
 /* in: np * width doubles (particle p at in[p * width]); out: n_recv * width. Collective. */
 int particles_forward(particles *pe, int width, const double *in, double *out);
 /* in: n_recv * width in received order; out: np * width in the original order. Collective. */
