@@ -295,7 +295,7 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
       const double *pv = P ? psi + (size_t)p * P * nn + jk : NULL;
       mdn_voxel vox;
       mdn_adjoint adj;
-      mdn_forward(mc, wh, pv, stride, &vox);
+      mdn_forward_counts(mc, wh, pv, stride, &vox);
       double ln_extra = (mv != 1.0 ? log(mv) : 0.0) + (pl ? beta * lk->x0[v] : 0.0);
       if (grad) adjoint_zero(&adj, mc->n_gauss);
       double nb = mdn_nbar(mc, &vox, ln_V, u_th, ln_extra, -1.0, grad ? &adj : NULL);

@@ -104,8 +104,8 @@ static inline double softplus_sig(double y, double *sig) {
   return fmax(y, 0.0) + log1p_unit(t);
 }
 
-void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
-                 mdn_voxel *v) {
+static inline void forward(const mdn_config *c, const double *w, const double *psi,
+                           ptrdiff_t stride, mdn_voxel *v, bool need_ln) {
   const int G = c->n_gauss, P = c->n_features;
   const double *a = w, *ba = w + G * P, *m = ba + G, *bm = m + G * P, *s = bm + G, *bs = s + G * P;
   double lnA0, lnM0, s_off;
@@ -121,13 +121,23 @@ void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdif
     double y = da + ba[i] + lnA0;
     v->y_alpha[i] = y;
     v->alpha[i] = softplus_sig(y, &v->sig_alpha[i]);
-    v->ln_alpha[i] = v->alpha[i] > 1e-300 ? log(v->alpha[i]) : mdn_ln_softplus(y);
+    v->ln_alpha[i] = !need_ln ? NAN : v->alpha[i] > 1e-300 ? log(v->alpha[i]) : mdn_ln_softplus(y);
     v->y_mu[i] = dm + bm[i];
     double spm = softplus_sig(v->y_mu[i], &v->sig_mu[i]);
     v->mu[i] = i == 0 ? v->y_mu[0] + lnM0 : v->mu[i - 1] + spm;
     v->y_sigma[i] = ds + bs[i] + s_off;
     v->sigma[i] = c->sigma_min + softplus_sig(v->y_sigma[i], &v->sig_sigma[i]);
   }
+}
+
+void mdn_forward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                 mdn_voxel *v) {
+  forward(c, w, psi, stride, v, true);
+}
+
+void mdn_forward_counts(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                        mdn_voxel *v) {
+  forward(c, w, psi, stride, v, false);
 }
 
 double mdn_ln_dndlnm(const mdn_config *c, const mdn_voxel *v, double u, double scale,
@@ -194,7 +204,14 @@ double mdn_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_t
     x[i] = (u_th - v->mu[i]) / (MDN_SQRT2 * v->sigma[i]);
     fast = v->alpha[i] > 1e-250 && v->alpha[i] < 1e250 && x[i] < 25 && !isnan(x[i]);
   }
-  if (!fast) return exp(mdn_ln_nbar(c, v, ln_V, u_th, ln_extra, scale, adj) + ln_extra);
+  if (!fast) {
+    mdn_voxel full = *v;
+    for (int i = 0; i < G; i++)
+      if (isnan(full.ln_alpha[i]))
+        full.ln_alpha[i] =
+            full.alpha[i] > 1e-300 ? log(full.alpha[i]) : mdn_ln_softplus(full.y_alpha[i]);
+    return exp(mdn_ln_nbar(c, &full, ln_V, u_th, ln_extra, scale, adj) + ln_extra);
+  }
   const double C = exp(ln_V + ln_extra); /* V e^extra */
   double sum = 0;
   for (int i = 0; i < G; i++) {
