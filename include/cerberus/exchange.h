@@ -18,7 +18,7 @@ typedef struct exchange exchange;
 
 /* Collective. CB_ERR_INPUT if any rank owns fewer than ghost planes. */
 int exchange_create(MPI_Comm comm, ptrdiff_t nloc, size_t plane_size, int ghost, exchange **ex);
-void exchange_destroy(exchange **ex);
+void exchange_destroy(exchange **ex); /* Not collective; accepts NULL, leaves NULL. */
 
 /* Neighbor-wise collective. buf must stay untouched (ghosts and edge planes) until _end. */
 int exchange_begin(exchange *ex, double *buf);

@@ -26,13 +26,14 @@ enum likelihood_reason {
   LK_NONFINITE = 3,     /* a feature or head output overflowed (huge weights) */
   LK_N_REASONS = 4
 };
+/* "finite", "halo density underflow", ... Not collective. */
 const char *likelihood_reason_name(int reason);
 
 typedef struct likelihood likelihood;
 
 /* Collective on f->comm (creates the engine for WEIGHTS_NPE). f must outlive lk. */
 int likelihood_create(field *f, const weights_arch *arch, likelihood **lk);
-void likelihood_destroy(likelihood **lk);
+void likelihood_destroy(likelihood **lk); /* Collective; accepts NULL, leaves NULL. */
 
 /* Halos from arrays given identically on every rank (n x 3 positions in Mpc/h, n masses in
  * M_sun/h); mth: threshold (halos below it are ignored and counted). Errors (collective,
@@ -62,11 +63,11 @@ long likelihood_reason_count(const likelihood *lk, int reason);
 long likelihood_n_halos(const likelihood *lk);
 long likelihood_n_below(const likelihood *lk);
 double likelihood_mth(const likelihood *lk);
-/* Local halos (this rank): local voxel index ((p * n + j) * n + k) and ln M. */
+/* Local halos (this rank): local voxel index ((p * n + j) * n + k) and ln M. Not collective. */
 size_t likelihood_local_halos(const likelihood *lk, const size_t **voxel, const double **lnm);
-/* Engine (NULL for the power law) and the seconds waited on exchanges. */
+/* The engine (NULL for the power law). Not collective. */
 npe *likelihood_engine(const likelihood *lk);
-/* Bytes held on this rank (engine, halos, work arrays). */
+/* Bytes held on this rank (engine, halos, work arrays). Not collective. */
 size_t likelihood_memory(const likelihood *lk);
 
 #endif

@@ -37,7 +37,7 @@
 enum npe_activation { NPE_SOFTPLUS = 0, NPE_RELU = 1, NPE_TANH = 2, NPE_IDENTITY = 3 };
 /* For options_choice: the names in enum order. */
 #define NPE_ACTIVATION_CHOICES "softplus,relu,tanh,identity"
-const char *npe_activation_name(int act);
+const char *npe_activation_name(int act); /* Not collective. */
 
 typedef struct npe_layer_config {
   int kernel;     /* odd kernel size K: 3 or 5 */
@@ -53,7 +53,7 @@ typedef struct npe_config {
 } npe_config;
 
 /* The paper's engine: one layer, K = 3, lmax 0, 1 channel, softplus, eps = 1e-3. */
-void npe_config_default(npe_config *cfg);
+void npe_config_default(npe_config *cfg); /* Not collective. */
 /* CB_ERR_INPUT naming the offending value (K not 3/5, lmax not 0..2, ...). Not collective. */
 int npe_config_check(const npe_config *cfg);
 /* Output channels of layer l, input channels of layer l (1 for l = 0). */
@@ -63,7 +63,8 @@ int npe_layer_in_channels(const npe_config *cfg, int l);
 int npe_n_features(const npe_config *cfg);
 /* Number of weights of the engine (kernels and biases of every layer). */
 size_t npe_n_weights(const npe_config *cfg);
-/* Largest ghost width (K - 1) / 2 over the layers: the minimum planes per rank. */
+/* Largest ghost width (K - 1) / 2 over the layers: the minimum planes per rank. The
+ * functions on configurations are Not collective. */
 int npe_ghost_width(const npe_config *cfg);
 
 typedef struct npe npe;
@@ -71,7 +72,7 @@ typedef struct npe npe;
 /* Collective on f->comm. Error (CB_ERR_INPUT) if a rank owns fewer planes than the ghost
  * width (too many ranks for the grid). f must outlive the engine. */
 int npe_create(field *f, const npe_config *cfg, npe **net);
-void npe_destroy(npe **net);
+void npe_destroy(npe **net); /* Not collective; accepts NULL, leaves NULL. */
 
 /* Forward pass on the owned planes of delta (f->n_real_local values). *psi points to the
  * engine's feature buffer (valid until the next call). Checks 1 + delta + eps > 0 in every
@@ -84,7 +85,7 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
  * contributions are sent back to their owners). Neighbor-wise collective. */
 int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delta);
 
-/* Distance between the channels of one voxel in psi (n * n). */
+/* Distance between the channels of one voxel in psi (n * n). Accessors: Not collective. */
 ptrdiff_t npe_feature_stride(const npe *net);
 /* x0 = ln(1 + delta + eps) on the owned planes (valid after npe_forward). */
 const double *npe_input(const npe *net);

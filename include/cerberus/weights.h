@@ -33,8 +33,9 @@ typedef struct weights_arch {
 void weights_arch_default(weights_arch *a);
 /* Checks and sets a->mdn.n_features. Not collective. */
 int weights_arch_check(weights_arch *a);
+/* Number of weights of the architecture. Not collective. */
 size_t weights_count(const weights_arch *a);
-/* "npe: 1 layer(s) [3^3 lmax0 x1 softplus], G=2, 17 weights". */
+/* "npe: 1 layer(s) [3^3 lmax0 x1 softplus] ..., 17 weights". Not collective. */
 void weights_arch_describe(const weights_arch *a, char *buf, size_t n);
 
 /* Architecture options: -model, -layers K:lmax:channels:activation,... (e.g. "3:0:1:softplus"),
