@@ -113,6 +113,47 @@ n2=$(grep -o '[0-9][0-9]* halos (expected' out.txt | cut -d' ' -f1)
 [ -f m1.h5 ] && [ -f m2.h5 ] || { echo "FAIL: mock left no output"; fail=1; }
 echo "mock 16^3 on 1 and 2 ranks: $n1, $n2"
 run "$EXE" mock "${G[@]}" -seed 7 -lpt_order 2 -smoothing_radius 0 -mass_threshold 5e12 -o m3.h5
+PY=/usr/bin/python3
+if $PY -c "import h5py, numpy" 2>/dev/null; then
+  # the files of 1 and 2 ranks: the same halos in the same order, the same fields; the layout
+  # and attributes; no halo where the expected count is zero
+  if ! $PY - <<'PYEOF'
+import h5py, numpy as np, sys
+a, b = h5py.File("m1.h5", "r"), h5py.File("m2.h5", "r")
+ok = True
+def check(cond, what):
+    global ok
+    if not cond:
+        print("FAIL:", what); ok = False
+for k in ("white_noise", "delta_linear", "delta", "expected_count", "environment"):
+    check(a[k].shape == (16, 16, 16) and np.allclose(a[k][...], b[k][...], rtol=1e-10, atol=1e-12),
+          k + " differs between 1 and 2 ranks")
+pa, pb = a["halos/position"][...], b["halos/position"][...]
+check(pa.shape == pb.shape and pa.shape[1] == 3, "halo positions shape")
+check(pa.shape == pb.shape and np.allclose(pa, pb, rtol=1e-12, atol=0), "halos differ between 1 and 2 ranks")
+check(np.allclose(a["halos/mass"][...], b["halos/mass"][...], rtol=1e-10), "masses differ")
+for name in ("box_size", "n_grid", "seed", "mass_threshold", "truth", "smoothing_radius", "lpt_order",
+             "code_version", "options"):
+    check(name in a.attrs, "attribute " + name + " missing")
+check(abs(a.attrs["box_size"] - 123.4) < 1e-12 and a.attrs["n_grid"] == 16, "grid attributes")
+check(a.attrs["mass_threshold"] == 2e12 and a.attrs["seed"] == 7, "mass_threshold / seed")
+v = np.floor(pa * 16 / 123.4).astype(int)
+ex = a["expected_count"][...]
+check(np.all(ex[v[:, 0], v[:, 1], v[:, 2]] > 0), "a halo in a voxel with zero expected count")
+check(np.all(a["halos/mass"][...] >= 2e12), "a halo below the threshold")
+d = a["delta"][...]
+check(np.all(ex[d <= -1.0] == 0), "an empty voxel with a non-zero expected count")
+n, mu = len(pa), ex.sum()
+check(abs(n - mu) < 4 * np.sqrt(mu), "count %d vs expected %.1f" % (n, mu))
+print("mock files: %d halos (expected %.1f), identical on 1 and 2 ranks" % (n, mu))
+sys.exit(0 if ok else 1)
+PYEOF
+  then fail=1; fi
+  run $PY "${CERBERUS_SRC:-.}/scripts/plot_mock.py" m1.h5 m1.png
+  [ -s m1.png ] || { echo "FAIL: plot_mock.py drew nothing"; fail=1; }
+  bad "plot_mock: mock file 'nosuch.h5' not found" nosuch.png $PY "${CERBERUS_SRC:-.}/scripts/plot_mock.py" nosuch.h5 nosuch.png
+  bad "plot_mock: cannot read the mock from 'good.h5'" g.png $PY "${CERBERUS_SRC:-.}/scripts/plot_mock.py" good.h5 g.png
+fi
 
 O=mock.h5
 printf '0.01 100\n0.1 1000\n' > pk_short.txt
