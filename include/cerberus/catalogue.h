@@ -59,7 +59,8 @@ int catalogue_keep_local(catalogue *cat, const field *f);
 /* Total number of halos over the ranks. Collective. */
 size_t catalogue_count(const catalogue *cat, MPI_Comm comm);
 
-/* The voxel index along one axis of coordinate x in [0, L): floor(x n / L), kept in [0, n). */
+/* The voxel index along one axis of coordinate x in [0, L): floor(x n / L), kept in [0, n).
+ * Not collective. */
 static inline ptrdiff_t catalogue_voxel_axis(double x, double L, ptrdiff_t n) {
   ptrdiff_t i = (ptrdiff_t)floor(x * (double)n / L);
   return i < 0 ? 0 : (i >= n ? n - 1 : i);
