@@ -125,7 +125,11 @@ static void check_map(MPI_Comm comm, const char *spec, int map, ptrdiff_t n) {
                                 "shift by 5 planes along i"};
   TEST_CHECK(maxerr <= 1e-12 * maxv && maxv > 0, "%s, %s: features differ by %g (max %g)", spec,
              names[map], maxerr, maxv);
-  /* a control: with lmax 1 a rotation does not simply rotate channel 0..P-1 */
+  /* the features must depend on the field (a constant output would pass any symmetry) */
+  double lo = INFINITY, hi = -INFINITY;
+  for (ptrdiff_t v = 0; v < N3 * P; v++) lo = fmin(lo, F[v]), hi = fmax(hi, F[v]);
+  TEST_CHECK(hi - lo > 1e-3 * fmax(fabs(hi), 1.0), "%s: features nearly constant (%g..%g)", spec,
+             lo, hi);
   free(w);
   free(D);
   free(D2);
