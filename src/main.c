@@ -31,12 +31,14 @@ const command command_table[] = {
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out) {
-  fprintf(out, "cerberus %s: Bayesian inference with neural networks in the physics\n\n"
-               "Usage: cerberus COMMAND [arguments] [-option value ...]\n\nCommands:\n",
+  fprintf(out,
+          "cerberus %s: Bayesian inference with neural networks in the physics\n\n"
+          "Usage: cerberus COMMAND [arguments] [-option value ...]\n\nCommands:\n",
           version_string());
   fprintf(out, "  %-10s %s\n", "help", "list the commands");
   fprintf(out, "  %-10s %s\n", "version", "print the code version");
-  for (const command *c = command_table; c->name; c++) fprintf(out, "  %-10s %s\n", c->name, c->summary);
+  for (const command *c = command_table; c->name; c++)
+    fprintf(out, "  %-10s %s\n", c->name, c->summary);
   fprintf(out, "\n`cerberus COMMAND -help` lists a command's options. Options may also come from\n"
                "-options_file FILE (PETSc format); -log_view prints PETSc's profile.\n");
 }
