@@ -40,11 +40,12 @@ struct likelihood {
   double *hlnm;
   long n_used, n_below;
   double mth;
-  double *mask; /* owned planes or NULL */
-  double *dpsi; /* owned planes x P */
-  double *x0;   /* power law: owned planes */
-  double *gx0;  /* power law: d lnL / d x0 */
-  double *gw;   /* local weight gradient */
+  double *mask;             /* owned planes or NULL */
+  double *dpsi;             /* owned planes x P */
+  double *x0;               /* power law: owned planes */
+  double *gx0;              /* power law: d lnL / d x0 */
+  double *gw;               /* local weight gradient */
+  double *ext, *nb, *rowws; /* one row: ln factors, counts, the head's workspace */
   int reason;
   long counts[LK_N_REASONS];
   size_t bytes;
@@ -91,8 +92,11 @@ int likelihood_create(field *f, const weights_arch *arch, likelihood **out) {
   lk->x0 = calloc(nv + 1, sizeof(double));
   lk->gx0 = calloc(nv + 1, sizeof(double));
   lk->gw = calloc(lk->nw + 1, sizeof(double));
+  lk->ext = calloc((size_t)f->n, sizeof(double));
+  lk->nb = calloc((size_t)f->n, sizeof(double));
+  lk->rowws = calloc(mdn_row_workspace(&a.mdn, f->n), sizeof(double));
   lk->bytes += ((P ? P : 1) * nv + 3 * nv) * sizeof(double);
-  if (!lk->dpsi || !lk->x0 || !lk->gx0 || !lk->gw) {
+  if (!lk->dpsi || !lk->x0 || !lk->gx0 || !lk->gw || !lk->ext || !lk->nb || !lk->rowws) {
     st = CB_ERROR(CB_ERR_MEM, "out of memory for the likelihood's work arrays");
     goto fail;
   }
@@ -114,6 +118,9 @@ void likelihood_destroy(likelihood **plk) {
   free(lk->x0);
   free(lk->gx0);
   free(lk->gw);
+  free(lk->ext);
+  free(lk->nb);
+  free(lk->rowws);
   free(lk);
   *plk = NULL;
 }
@@ -286,27 +293,29 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
   double sum_halo = 0, sum_nbar = 0;
   int flag_nf = 0, flag_hd = 0;
   (void)PetscLogEventBegin(ev_mdn, 0, 0, 0, 0);
-  /* voxels: - m(v) Nbar(v) */
+  /* voxels: - m(v) Nbar(v), a row of n voxels at a time */
   for (ptrdiff_t p = 0; p < f->local_n0; p++)
-    for (ptrdiff_t jk = 0; jk < nn; jk++) {
-      size_t v = (size_t)(p * nn + jk);
-      double mv = lk->mask ? lk->mask[v] : 1.0;
-      if (mv == 0) continue;
-      const double *pv = P ? psi + (size_t)p * P * nn + jk : NULL;
-      mdn_voxel vox;
-      mdn_adjoint adj;
-      mdn_forward_counts(mc, wh, pv, stride, &vox);
-      double ln_extra = (mv != 1.0 ? log(mv) : 0.0) + (pl ? beta * lk->x0[v] : 0.0);
-      if (grad) adjoint_zero(&adj, mc->n_gauss);
-      double nb = mdn_nbar(mc, &vox, ln_V, u_th, ln_extra, -1.0, grad ? &adj : NULL);
-      if (isnan(nb)) flag_nf = 1;
-      sum_nbar += nb;
-      if (grad) {
-        mdn_backward(mc, wh, pv, stride, &vox, &adj, gwh,
-                     P ? lk->dpsi + (size_t)p * P * nn + jk : NULL, stride);
-        if (pl) {
-          lk->gw[0] -= nb * lk->x0[v];
-          lk->gx0[v] -= nb * beta;
+    for (ptrdiff_t j = 0; j < n; j++) {
+      const size_t v0 = (size_t)((p * n + j) * n);
+      const double *ext = NULL;
+      if (lk->mask || pl) {
+        for (ptrdiff_t k = 0; k < n; k++) {
+          double mv = lk->mask ? lk->mask[v0 + k] : 1.0;
+          lk->ext[k] = mv == 0 ? -INFINITY
+                               : (mv != 1.0 ? log(mv) : 0.0) + (pl ? beta * lk->x0[v0 + k] : 0.0);
+        }
+        ext = lk->ext;
+      }
+      const ptrdiff_t off = (ptrdiff_t)p * P * nn + j * n;
+      sum_nbar +=
+          mdn_nbar_row(mc, wh, P ? psi + off : NULL, stride, n, ln_V, u_th, ext, -1.0,
+                       grad ? gwh : NULL, grad && P ? lk->dpsi + off : NULL, lk->nb, lk->rowws);
+      for (ptrdiff_t k = 0; k < n; k++) {
+        double nb = lk->nb[k];
+        if (isnan(nb)) flag_nf = 1;
+        if (grad && pl) {
+          lk->gw[0] -= nb * lk->x0[v0 + k];
+          lk->gx0[v0 + k] -= nb * beta;
         }
       }
     }

@@ -78,6 +78,18 @@ double mdn_ln_nbar(const mdn_config *cfg, const mdn_voxel *vox, double ln_V, dou
 double mdn_nbar(const mdn_config *cfg, const mdn_voxel *vox, double ln_V, double u_th,
                 double ln_extra, double scale, mdn_adjoint *adj);
 
+/* A row of n voxels at once (the likelihood's hot loop): nb[k] = Nbar of voxel k times
+ * e^ln_extra[k] (ln_extra may be NULL for 0; -inf marks a voxel to skip: nb = 0), features
+ * psi[c * stride + k]. If grad_w / dpsi are not NULL, ADDS scale * d(nb[k])/dw summed over k
+ * and scale * d(nb[k])/dpsi into dpsi[c * stride + k]. The same numbers as mdn_forward +
+ * mdn_nbar voxel by voxel (exp, log and erfc four at a time where the CPU allows), and the
+ * same path for a given row whatever the decomposition. ws: mdn_row_workspace(cfg, n)
+ * doubles. Returns the sum of nb. */
+size_t mdn_row_workspace(const mdn_config *cfg, ptrdiff_t n);
+double mdn_nbar_row(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,
+                    ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
+                    double *grad_w, double *dpsi, double *nb, double *ws);
+
 /* Reverse pass of mdn_forward: ADDS d lnL / d w into grad_w (may be NULL) and
  * d lnL / d psi into dpsi[c * stride] (may be NULL). */
 void mdn_backward(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,
