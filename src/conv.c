@@ -1,9 +1,11 @@
 /* conv: local multipole-tied 3-D convolutions, forward and reverse (MODEL.md section 3).
  *
  * Tying. For each multipole type t = (l, m) (t = l^2 + l + m) every kernel offset
- * r = (di, dj, dk) gets a value: |r| for l = 0, and |r| Re Y_lm(theta, phi) for l >= 1
- * (theta the polar angle from the k axis, phi = atan2(dj, di), orthonormal Y_lm with the
- * Condon-Shortley phase, Re Y_l,-m = (-1)^m Re Y_lm), rounded to 1e-10. Offsets with equal
+ * r = (di, dj, dk) gets a value: |r| for l = 0, and |r| Y_lm(theta, phi) for l >= 1 with
+ * the REAL spherical harmonics (theta the polar angle from the k axis, phi = atan2(dj, di);
+ * cos(m phi) for m >= 0, sin(|m| phi) for m < 0), rounded to 1e-10. MODEL.md says Re Y_lm,
+ * but Re Y_l,-m = (-1)^m Re Y_lm ties exactly like Re Y_lm: m and -m would repeat a kernel
+ * and lmax 1 would have no y dipole (tests/test_engine.c checks the three axes). Offsets with equal
  * values share a weight; for l >= 1 offsets of value 0 carry none. This is the public
  * multipole_kernels recipe (Charnock et al.), written with the usual physics convention
  * for the angles (the recipe passes its polar angle to scipy's azimuth argument and uses
@@ -45,8 +47,10 @@ static double tie_value(int l, int m, int di, int dj, int dk) {
   double ct = dk / r;
   double phi = atan2((double)dj, (double)di);
   int am = abs(m);
-  double y = gsl_sf_legendre_sphPlm(l, am, ct) * cos(am * phi);
-  if (m < 0 && (am % 2)) y = -y;
+  /* Real spherical harmonics: cos(m phi) for m >= 0, sin(|m| phi) for m < 0. MODEL.md
+   * section 3 says Re Y_lm, but Re Y_l,-m = (-1)^m Re Y_lm ties exactly as Re Y_lm does, so
+   * m and -m would give the same kernel twice and no y-dipole; the sine completes the basis. */
+  double y = gsl_sf_legendre_sphPlm(l, am, ct) * (m >= 0 ? cos(am * phi) : sin(am * phi));
   return r * y;
 }
 

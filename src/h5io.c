@@ -281,6 +281,7 @@ int h5io_attr_read_string(h5file *h, const char *obj, const char *name, char *bu
       char *s = NULL;
       hid_t mt = H5Tcopy(H5T_C_S1);
       H5Tset_size(mt, H5T_VARIABLE);
+      H5Tset_cset(mt, H5Tget_cset(ft)); /* h5py writes UTF-8 */
       e = H5Aread(a, mt, &s);
       if (e >= 0 && s) {
         snprintf(buf, n, "%s", s);
@@ -293,6 +294,7 @@ int h5io_attr_read_string(h5file *h, const char *obj, const char *name, char *bu
       if (s) {
         hid_t mt = H5Tcopy(H5T_C_S1);
         H5Tset_size(mt, sz + 1);
+        H5Tset_cset(mt, H5Tget_cset(ft));
         e = H5Aread(a, mt, s);
         H5Tclose(mt);
         snprintf(buf, n, "%s", s);

@@ -175,6 +175,32 @@ int main(int argc, char **argv) {
   }
   conv_destroy(&c3);
   conv_destroy(&c5);
+  /* lmax 1: the three l = 1 kernels are the dipoles along the three axes, one each (real
+   * spherical harmonics; Re Y_1,-1 alone would repeat the x dipole and miss y) */
+  conv *d3 = NULL;
+  TEST_STATUS(conv_create(3, 1, 1, 1, &d3), CB_OK, "conv 3^3 lmax 1");
+  if (d3) {
+    int axis_seen[3] = {0, 0, 0};
+    for (int t = 1; t <= 3; t++) {
+      int odd_axes = 0, which = -1;
+      for (int ax = 0; ax < 3; ax++) {
+        int u[3] = {0, 0, 0};
+        u[ax] = 1;
+        int gp = conv_group_of(d3, t, u[0], u[1], u[2]),
+            gm = conv_group_of(d3, t, -u[0], -u[1], -u[2]);
+        if (gp >= 0 && gm >= 0 && gp != gm) {
+          odd_axes++;
+          which = ax;
+        }
+      }
+      TEST_CHECK(odd_axes == 1, "lmax 1 kernel %d is odd along %d axes, expected 1", t, odd_axes);
+      if (which >= 0) axis_seen[which]++;
+    }
+    TEST_CHECK(axis_seen[0] == 1 && axis_seen[1] == 1 && axis_seen[2] == 1,
+               "lmax 1 dipoles cover the axes %d,%d,%d times, expected once each", axis_seen[0],
+               axis_seen[1], axis_seen[2]);
+  }
+  conv_destroy(&d3);
   weights_arch a;
   weights_arch_default(&a);
   TEST_CHECK(npe_n_weights(&a.npe) == 5 && weights_count(&a) == 17,

@@ -17,6 +17,7 @@
 #include "cerberus/status.h"
 
 #include <dirent.h>
+#include <hdf5.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -261,6 +262,36 @@ static void test_outputs(MPI_Comm comm, int rank) {
   if (rank == 0) rmdir(ro_dir);
 }
 
+/* String attributes as h5py writes them by default (variable length, UTF-8) must read. */
+static void test_h5py_strings(MPI_Comm comm, int rank) {
+  char path[400];
+  snprintf(path, sizeof path, "%s/vlstr.h5", dir);
+  if (rank == 0) {
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_cset(t, H5T_CSET_UTF8);
+    hid_t sp = H5Screate(H5S_SCALAR);
+    hid_t a = H5Acreate2(file, "label", t, sp, H5P_DEFAULT, H5P_DEFAULT);
+    const char *v = "h\xc3\xa9llo";
+    H5Awrite(a, t, &v);
+    H5Aclose(a);
+    H5Sclose(sp);
+    H5Tclose(t);
+    H5Fclose(file);
+  }
+  MPI_Barrier(comm);
+  h5file *h = NULL;
+  char buf[64] = "";
+  TEST_STATUS(h5io_open(comm, path, &h), CB_OK, "open a file with a UTF-8 string attribute");
+  if (h) {
+    TEST_STATUS(h5io_attr_read_string(h, "/", "label", buf, sizeof buf), CB_OK,
+                "read a variable-length UTF-8 string attribute");
+    TEST_CHECK(!strcmp(buf, "h\xc3\xa9llo"), "UTF-8 attribute read as '%s'", buf);
+  }
+  h5io_close(&h);
+}
+
 static void cleanup(int rank) {
   if (rank != 0) return;
   DIR *d = opendir(dir);
@@ -291,6 +322,7 @@ int main(int argc, char **argv) {
   test_round_trip(comm, rank, size);
   test_bad_inputs(comm, rank);
   test_outputs(comm, rank);
+  test_h5py_strings(comm, rank);
   MPI_Barrier(comm);
   cleanup(rank);
   return testing_finish();
