@@ -19,7 +19,8 @@
 #   OUT           output directory (default: out)
 #   PARAMS        options file for the initial conditions (default: params/default.opts)
 #   SLURM_NTASKS  number of MPI ranks (default: 2; SLURM sets it)
-#   MPIEXEC       launcher for local runs (default: mpirun)
+#   MPIEXEC       launcher, given "-n NTASKS" (default: srun under SLURM, mpirun otherwise;
+#                 e.g. MPIEXEC=mpiexec, or "srun --mpi=pmix" where the site wants it)
 #   PYTHON        interpreter for the pictures (default: /usr/bin/python3)
 #
 # What it runs on its embedded default (a mock universe it makes itself): Gaussian initial
@@ -56,11 +57,12 @@ if [ ! -f "$PARAMS" ]; then
 fi
 mkdir -p "$OUT"
 
-# How to start NTASKS ranks: srun inside a SLURM allocation, mpirun otherwise.
-if [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null 2>&1; then
+# How to start NTASKS ranks: $MPIEXEC if given, srun inside a SLURM allocation, mpirun otherwise.
+if [ -z "${MPIEXEC:-}" ] && [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null 2>&1; then
   launch=(srun -n "$NTASKS")
 else
-  launch=("${MPIEXEC:-mpirun}" -n "$NTASKS")
+  read -r -a launch <<<"${MPIEXEC:-mpirun}" # may hold arguments: "srun --mpi=pmix"
+  launch+=(-n "$NTASKS")
   if [ "$(basename "${launch[0]}")" = mpirun ] || [ "$(basename "${launch[0]}")" = mpiexec ]; then
     # Open MPI on a workstation: allow more ranks than cores, and root (containers, CI).
     launch+=(--oversubscribe)
