@@ -113,7 +113,7 @@ def main(argv):
     out_dir = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(out_dir):
         fail(f"output directory '{out_dir}' does not exist")
-    tmp = f"{dst}.tmp{os.getpid()}.png"
+    tmp = f"{dst}.tmp.{os.getpid()}.png"
     try:
         fig.savefig(tmp, format="png")
         os.replace(tmp, dst)
