@@ -7,7 +7,11 @@
 #include <stdio.h>
 
 int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) {
+  long n_short = 0;
   CB_CALL(options_int(o, "-n_grid", "grid points per side", 64, n_grid));
+  /* -N, as the benchmark targets in the issues spell it, is the same option */
+  CB_CALL(options_int(o, "-N", "the same as -n_grid (0: use -n_grid)", 0, &n_short));
+  if (n_short != 0) *n_grid = n_short;
   CB_CALL(options_int(o, "-repeat", "timed repetitions (after one untimed warm-up)", def_repeat,
                       repeat));
   CB_CHECK(*repeat >= 1, CB_ERR_INPUT, "-repeat must be at least 1 (got %ld)", *repeat);

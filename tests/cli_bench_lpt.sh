@@ -32,6 +32,14 @@ for np in 1 2; do
   done
 done
 
+# -N, as the issue spells the benchmark, is the grid size too
+if ! mpiexec -n 1 "$EXE" bench lpt -N 16 -repeat 1 > out.txt 2> err.txt || \
+   ! awk -F, 'NR == 2 && $2 == 16 { ok = 1 } END { exit !ok }' out.txt; then
+  echo "FAIL: bench lpt -N 16: $(cat out.txt err.txt)"; fail=1
+else
+  echo "ok: -N 16 gives n_grid 16"
+fi
+
 bad() { # expected substring, command...
   local want="$1"; shift
   if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
