@@ -24,8 +24,10 @@
 #   PYTHON        interpreter for the pictures (default: /usr/bin/python3)
 #
 # What it runs on its embedded default (a mock universe it makes itself): Gaussian initial
-# conditions on a 64^3 grid in a 250 Mpc/h box, their measured power spectrum, and a picture of
-# it against the input spectrum. Each step is one function below; STEPS lists them in order.
+# conditions on a 64^3 grid in a 250 Mpc/h box, their measured power spectrum against the input
+# one; a Sheth-Tormen mock halo catalogue with its picture; the power-law baseline's ln L on it;
+# and a well-specified check of the neural engine (a mock drawn from the engine itself, ln L at
+# the true and at zero weights, and the mass function in bins of density, as a picture). Each step is one function below; STEPS lists them in order.
 # To add a step: write step_<name>() and add <name> to STEPS. Outputs of a step are the inputs
 # of the next, all in $OUT; every output is written under a temporary name and renamed, so a
 # failed step leaves no half-written file, and the job stops at the first failure.
@@ -80,7 +82,7 @@ summary() { tee -a "$OUT/summary.txt"; }
 
 # cerberus ARGS...: run one subcommand on all ranks.
 cerberus() {
-  echo "main.sh: ${launch[*]} $CERBERUS $*"
+  echo "main.sh: ${launch[*]} $CERBERUS $*" >&2
   "${launch[@]}" "$CERBERUS" "$@"
 }
 
@@ -100,7 +102,46 @@ step_plot_pk() {
   "$PYTHON" scripts/plot_pk.py "$OUT/pk.h5" "$OUT/pk.png" | summary
 }
 
-STEPS=(ic pk plot_pk)
+# 4. A mock universe from a truth the engine does not contain (MODEL.md section 6): Sheth-Tormen
+#    halos with peak-background-split bias on the smoothed linear field, moved by LPT.
+step_mock() {
+  cerberus mock -options_file "$PARAMS" -truth st-pbs -o "$OUT/mock.h5" -overwrite | summary
+}
+
+# 5. Its picture: a slab of delta with its halos, and the mass function against the truth.
+step_plot_mock() {
+  echo "main.sh: $PYTHON scripts/plot_mock.py $OUT/mock.h5 $OUT/mock.png"
+  "$PYTHON" scripts/plot_mock.py "$OUT/mock.h5" "$OUT/mock.png" | summary
+}
+
+# 6. The classical baseline on that mock: ln L of the power-law bias at its zero weights, and
+#    the exact gradients with respect to the weights and to delta in every voxel.
+step_loglike_powerlaw() {
+  cerberus weights init -model powerlaw -o "$OUT/powerlaw_weights.h5" -overwrite
+  cerberus loglike -field "$OUT/mock.h5" -catalogue "$OUT/mock.h5" \
+    -weights "$OUT/powerlaw_weights.h5" -o "$OUT/loglike_powerlaw.h5" -overwrite | summary
+}
+
+# 7. A well-specified check of the neural engine (MODEL.md sections 3-5): halos drawn from the
+#    engine itself with known weights; ln L at those weights must beat ln L at zero weights, and
+#    the model's mass function in bins of density must follow the catalogue's.
+step_engine_truth() {
+  cerberus weights init -random -seed 3 -scale 0.2 -o "$OUT/truth_weights.h5" -overwrite
+  cerberus weights init -o "$OUT/zero_weights.h5" -overwrite
+  cerberus mock -options_file "$PARAMS" -truth npe -weights "$OUT/truth_weights.h5" \
+    -o "$OUT/mock_npe.h5" -overwrite
+  for w in truth zero; do
+    echo "ln L of the engine-truth mock at the $w weights:" | summary
+    cerberus loglike -field "$OUT/mock_npe.h5" -catalogue "$OUT/mock_npe.h5" \
+      -weights "$OUT/${w}_weights.h5" -o "$OUT/loglike_npe_$w.h5" -overwrite | summary
+  done
+  cerberus hmf -field "$OUT/mock_npe.h5" -catalogue "$OUT/mock_npe.h5" \
+    -weights "$OUT/truth_weights.h5" -o "$OUT/hmf_npe.h5" -overwrite
+  echo "main.sh: $PYTHON scripts/plot_hmf.py $OUT/hmf_npe.h5 $OUT/hmf_npe.png"
+  "$PYTHON" scripts/plot_hmf.py "$OUT/hmf_npe.h5" "$OUT/hmf_npe.png" | summary
+}
+
+STEPS=(ic pk plot_pk mock plot_mock loglike_powerlaw engine_truth)
 
 echo "main.sh: $NTASKS ranks, outputs in $OUT/, steps: ${STEPS[*]}"
 start=$SECONDS
