@@ -31,24 +31,6 @@
 
 enum { NCOL = 10 };
 
-static int read_field(MPI_Comm comm, const char *path, int ghost, field **f, double **delta) {
-  h5file *h = NULL;
-  CB_CALL(h5io_open(comm, path, &h));
-  double L = 0;
-  long n = 0;
-  int st = h5io_attr_read_double(h, "/", "box_size", &L);
-  if (!st) st = h5io_attr_read_long(h, "/", "n_grid", &n);
-  if (!st) st = field_create(comm, (ptrdiff_t)n, L, ghost, f);
-  if (!st) {
-    *delta = field_alloc_real(*f);
-    if (!*delta) st = CB_ERROR(CB_ERR_MEM, "out of memory for the field of '%s'", path);
-  }
-  if (!st) st = h5io_read_field(h, "/delta", *f, *delta);
-  h5io_close(&h);
-  CB_CALL(st);
-  return CB_OK;
-}
-
 static int hmf_run(options *o, MPI_Comm comm) {
   char fpath[4096], cpath[4096], wpath[4096], out[4096];
   bool overwrite = false;
@@ -79,7 +61,8 @@ static int hmf_run(options *o, MPI_Comm comm) {
   likelihood *lk = NULL;
   int st = weights_read(comm, wpath, &a, &w);
   const bool pl = !st && a.model == WEIGHTS_POWERLAW;
-  if (!st) st = read_field(comm, fpath, pl ? 1 : npe_ghost_width(&a.npe), &f, &delta);
+  if (!st)
+    st = h5io_read_field_file(comm, fpath, "/delta", pl ? 1 : npe_ghost_width(&a.npe), &f, &delta);
   if (!st) st = likelihood_create(f, &a, &lk);
   if (!st) st = likelihood_read_catalogue(lk, cpath, mth);
   if (!st) {

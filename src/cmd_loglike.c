@@ -24,25 +24,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Open a field file, check its grid attributes, make the decomposition and read /delta. */
-static int read_field(MPI_Comm comm, const char *path, int ghost, field **f, double **delta) {
-  h5file *h = NULL;
-  CB_CALL(h5io_open(comm, path, &h));
-  double L = 0;
-  long n = 0;
-  int st = h5io_attr_read_double(h, "/", "box_size", &L);
-  if (!st) st = h5io_attr_read_long(h, "/", "n_grid", &n);
-  if (!st) st = field_create(comm, (ptrdiff_t)n, L, ghost, f);
-  if (!st) {
-    *delta = field_alloc_real(*f);
-    if (!*delta) st = CB_ERROR(CB_ERR_MEM, "out of memory for the field of '%s'", path);
-  }
-  if (!st) st = h5io_read_field(h, "/delta", *f, *delta);
-  h5io_close(&h);
-  if (st) status_trace(__FILE__, __LINE__, __func__);
-  return st;
-}
-
 static int read_mask(field *f, const char *path, double **mask) {
   h5file *h = NULL;
   CB_CALL(h5io_open(f->comm, path, &h));
@@ -98,7 +79,7 @@ static int loglike_run(options *o, MPI_Comm comm) {
     st = CB_ERROR(CB_ERR_INPUT, "weights '%s' are for the %s model, but -model %s was given", wpath,
                   a.model == WEIGHTS_NPE ? "npe" : "powerlaw", mname);
   int ghost = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;
-  if (!st) st = read_field(comm, fpath, ghost, &f, &delta);
+  if (!st) st = h5io_read_field_file(comm, fpath, "/delta", ghost, &f, &delta);
   if (!st) st = likelihood_create(f, &a, &lk);
   if (!st) st = likelihood_read_catalogue(lk, cpath, mth);
   if (!st && have_mask) st = read_mask(f, mpath, &mask);

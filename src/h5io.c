@@ -413,6 +413,32 @@ int h5io_read_field(h5file *h, const char *name, const field *f, double *local) 
   return CB_OK;
 }
 
+int h5io_read_field_file(MPI_Comm comm, const char *path, const char *name, ptrdiff_t min_planes,
+                         field **f, double **data) {
+  *f = NULL;
+  *data = NULL;
+  h5file *h = NULL;
+  CB_CALL(h5io_open(comm, path, &h));
+  double L = 0;
+  long n = 0;
+  int st = h5io_attr_read_double(h, "/", "box_size", &L);
+  if (!st) st = h5io_attr_read_long(h, "/", "n_grid", &n);
+  if (!st) st = field_create(comm, (ptrdiff_t)n, L, min_planes, f);
+  if (!st) {
+    *data = field_alloc_real(*f);
+    if (!*data) st = CB_ERROR(CB_ERR_MEM, "out of memory for the field of '%s'", path);
+  }
+  if (!st) st = h5io_read_field(h, name, *f, *data);
+  h5io_close(&h);
+  if (st) {
+    fftw_free(*data);
+    *data = NULL;
+    field_destroy(f);
+    status_trace(__FILE__, __LINE__, __func__);
+  }
+  return st;
+}
+
 /* ---------------------------------------------------------------- tables */
 
 int h5io_write_rows(h5file *h, const char *name, size_t ncols, size_t nlocal, const double *rows) {

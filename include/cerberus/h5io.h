@@ -52,6 +52,12 @@ int h5io_write_grid_attrs(h5file *h, const field *f);
 int h5io_write_field(h5file *h, const char *name, const field *f, const double *local);
 int h5io_read_field(h5file *h, const char *name, const field *f, double *local);
 
+/* Open a field file, make the decomposition from its box_size and n_grid attributes (with at
+ * least min_planes planes a rank) and read the n^3 dataset name. On error *f and *data are left
+ * NULL. Caller destroys *f and fftw_free()s *data. */
+int h5io_read_field_file(MPI_Comm comm, const char *path, const char *name, ptrdiff_t min_planes,
+                         field **f, double **data);
+
 /* A table of rows (n_total x ncols; ncols = 0 writes a 1-D dataset) gathered from every
  * rank's nlocal rows in rank order. */
 int h5io_write_rows(h5file *h, const char *name, size_t ncols, size_t nlocal, const double *rows);
