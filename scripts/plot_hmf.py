@@ -11,35 +11,23 @@ name and renamed. Uses /usr/bin/python3 with Debian's python3-h5py, -numpy, -mat
 import os
 import sys
 
-
-def fail(msg):
-    print(f"plot_hmf: {msg}", file=sys.stderr)
-    sys.exit(1)
+# cerberus_plot (one-line errors, HDF5 input, PNG via a temporary name) sits beside this script;
+# no __pycache__ is written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
+from cerberus_plot import fail, import_plotting, parse_args, read_hdf5, save_png  # noqa: E402
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] in ("-h", "-help", "--help"):
-        print("usage: plot_hmf.py HMF.h5 OUT.png", file=sys.stderr)
-        return 0 if len(argv) == 2 else 2
-    src, dst = argv[1], argv[2]
-    try:
-        import h5py
-        import numpy as np
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        fail(f"needs h5py, numpy and matplotlib ({e})")
-    try:
-        with h5py.File(src, "r") as f:
-            t = f["hmf"][()]
-            nd = int(f.attrs["n_delta_bins"])
-            nm = int(f.attrs["n_mass_bins"])
-            model = f.attrs.get("model", b"?")
-            box = f.attrs.get("box_size", None)
-            ngrid = f.attrs.get("n_grid", None)
-    except (OSError, KeyError) as e:
-        fail(f"cannot read the hmf table from '{src}': {e}")
+    src, dst = parse_args(argv, "HMF.h5 OUT.png")
+    _, np, plt = import_plotting()
+
+    def read(f):
+        return (f["hmf"][()], int(f.attrs["n_delta_bins"]), int(f.attrs["n_mass_bins"]),
+                f.attrs.get("model", b"?"), f.attrs.get("box_size", None),
+                f.attrs.get("n_grid", None))
+
+    t, nd, nm, model, box, ngrid = read_hdf5(src, "hmf table", read)
     if isinstance(model, bytes):
         model = model.decode()
     if t.shape != (nd * nm, 10):
@@ -76,14 +64,7 @@ def main(argv):
     axr.set_ylabel("data / model")
     axr.set_ylim(0.5, 1.5)
     fig.tight_layout()
-    tmp = dst + ".tmp.png"
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, dst)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        fail(f"cannot write '{dst}': {e}")
+    save_png(fig, dst, dpi=110)
     print(f"plot_hmf: wrote {dst}")
     return 0
 

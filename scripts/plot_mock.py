@@ -14,10 +14,11 @@ bins with at least 5 expected). The PNG is written under a temporary name and re
 import os
 import sys
 
-
-def fail(msg):
-    print(f"plot_mock: {msg}", file=sys.stderr)
-    sys.exit(1)
+# cerberus_plot (one-line errors, HDF5 input, PNG via a temporary name) sits beside this script;
+# no __pycache__ is written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
+from cerberus_plot import fail, import_plotting, parse_args, read_hdf5, save_png  # noqa: E402
 
 
 def attr(f, name, default=None):
@@ -26,37 +27,16 @@ def attr(f, name, default=None):
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] in ("-h", "-help", "--help"):
-        print("usage: plot_mock.py MOCK.h5 OUT.png", file=sys.stderr)
-        return 0 if len(argv) == 2 else 2
-    src, dst = argv[1], argv[2]
-    try:
-        import h5py
-        import numpy as np
-        import matplotlib
+    src, dst = parse_args(argv, "MOCK.h5 OUT.png")
+    _, np, plt = import_plotting()
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        fail(f"{e}: install Debian packages python3-h5py python3-numpy python3-matplotlib "
-             "(./scripts/setup.sh) and run with /usr/bin/python3")
-    if not os.path.isfile(src):
-        fail(f"mock file '{src}' not found")
-    try:
-        with h5py.File(src, "r") as f:
-            delta = f["delta"][...]
-            pos = f["halos/position"][...]
-            mass = f["halos/mass"][...]
-            expected = float(np.sum(f["expected_count"][...]))
-            lnm = f["truth/log_mass"][...]
-            truth_mf = f["truth/dndlnm_mean"][...]
-            L = float(attr(f, "box_size"))
-            n = int(attr(f, "n_grid"))
-            mth = float(attr(f, "mass_threshold"))
-            truth = attr(f, "truth", "?")
-            seed = attr(f, "seed", "?")
-    except (OSError, KeyError, TypeError) as e:
-        fail(f"cannot read the mock from '{src}': {e}")
+    def read(f):
+        return (f["delta"][...], f["halos/position"][...], f["halos/mass"][...],
+                float(np.sum(f["expected_count"][...])), f["truth/log_mass"][...],
+                f["truth/dndlnm_mean"][...], float(attr(f, "box_size")), int(attr(f, "n_grid")),
+                float(attr(f, "mass_threshold")), attr(f, "truth", "?"), attr(f, "seed", "?"))
+
+    delta, pos, mass, expected, lnm, truth_mf, L, n, mth, truth, seed = read_hdf5(src, "mock", read)
     if delta.shape != (n, n, n) or pos.ndim != 2 or pos.shape[1] != 3 or len(mass) != len(pos):
         fail(f"'{src}': shapes /delta {delta.shape}, /halos/position {pos.shape}, "
              f"/halos/mass {mass.shape} do not fit n_grid = {n}")
@@ -101,14 +81,7 @@ def main(argv):
     fig.tight_layout()
     good = model >= 5
     chi2 = float(np.sum((counts[good] - model[good]) ** 2 / model[good]))
-    tmp = dst + ".tmp.png"
-    try:
-        fig.savefig(tmp, dpi=100)
-        os.replace(tmp, dst)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        fail(f"cannot write '{dst}': {e}")
+    save_png(fig, dst, dpi=100)
     print(f"plot_mock: {len(mass)} halos (expected {expected:.1f}); mass function chi^2 = "
           f"{chi2:.1f} for {int(good.sum())} bins; wrote {dst}")
     return 0

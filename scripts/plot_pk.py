@@ -11,37 +11,19 @@ half-written picture. Uses /usr/bin/python3 with Debian's python3-h5py, -numpy, 
 import os
 import sys
 
-
-def fail(msg):
-    print(f"plot_pk: {msg}", file=sys.stderr)
-    sys.exit(1)
+# cerberus_plot (one-line errors, HDF5 input, PNG via a temporary name) sits beside this script;
+# no __pycache__ is written into the source tree
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.dont_write_bytecode = True
+from cerberus_plot import fail, import_plotting, parse_args, read_hdf5, save_png  # noqa: E402
 
 
 def main(argv):
-    if len(argv) != 3 or argv[1] in ("-h", "-help", "--help"):
-        print("usage: plot_pk.py PK.h5 OUT.png", file=sys.stderr)
-        return 0 if len(argv) == 2 else 2
-    src, dst = argv[1], argv[2]
+    src, dst = parse_args(argv, "PK.h5 OUT.png")
 
-    try:
-        import h5py
-        import numpy as np
-        import matplotlib
+    _, np, plt = import_plotting()
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as e:
-        fail(f"{e}: install Debian packages python3-h5py python3-numpy python3-matplotlib "
-             "(./scripts/setup.sh) and run with /usr/bin/python3")
-
-    if not os.path.isfile(src):
-        fail(f"P(k) file '{src}' not found")
-    try:
-        f = h5py.File(src, "r")
-    except OSError as e:
-        fail(f"P(k) file '{src}' is not a readable HDF5 file ({e})")
-
-    with f:
+    def read(f):
         data = {}
         for name in ("k", "pk", "n_modes"):
             if name not in f:
@@ -55,7 +37,9 @@ def main(argv):
                     v = obj.attrs[key]
                     attrs[key] = v.item() if hasattr(v, "item") and np.size(v) == 1 else v
                     break
+        return data, pk_input, attrs
 
+    data, pk_input, attrs = read_hdf5(src, "P(k)", read)
     k, pk, n_modes = data["k"], data["pk"], data["n_modes"]
     n = len(k)
     if len(pk) != n or len(n_modes) != n:
@@ -110,18 +94,7 @@ def main(argv):
     ax.legend()
     fig.tight_layout()
 
-    out_dir = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(out_dir):
-        fail(f"output directory '{out_dir}' does not exist")
-    tmp = f"{dst}.tmp.{os.getpid()}.png"
-    try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, dst)
-    except OSError as e:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        fail(f"cannot write '{dst}' ({e})")
-    plt.close(fig)
+    save_png(fig, dst)
     # The key numbers: the range drawn and, with an input spectrum, the chi-square of the
     # measured shells against it (a Gaussian field's shell has variance 2 P^2 / n_modes).
     kg, pg, ng = k[good], pk[good], n_modes[good]

@@ -5,14 +5,7 @@
 # times and memory, for 1LPT and 2LPT. Then each bad input once: -lpt_order outside {1, 2},
 # an odd and a non-positive grid, -repeat 0, a malformed value. Each must exit non-zero with
 # exactly one line from cerberus naming the option.
-set -u
-EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-fail=0
+. "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 
 for np in 1 2; do
   for order in 1 2; do
@@ -40,21 +33,11 @@ else
   echo "ok: -N 16 gives n_grid 16"
 fi
 
-bad() { # expected substring, command...
-  local want="$1"; shift
-  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
-  if ! grep -q -F -- "$want" err.txt; then
-    echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1
-  fi
-  if [ "$(grep -c '^cerberus' err.txt)" -ne 1 ]; then
-    echo "FAIL: '$*': not exactly one line: $(cat err.txt)"; fail=1
-  fi
-  echo "ok: $(grep '^cerberus' err.txt)"
-}
-bad "-lpt_order" mpiexec -n 2 "$EXE" bench lpt -n_grid 16 -lpt_order 3
-bad "-lpt_order" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order 0
-bad "-n_grid" mpiexec -n 1 "$EXE" bench lpt -n_grid 15
-bad "-n_grid" mpiexec -n 1 "$EXE" bench lpt -n_grid -4
-bad "-repeat" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -repeat 0
-bad "-lpt_order" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order two
+# bench writes no file: no output to check ("")
+bad "-lpt_order" "" mpiexec -n 2 "$EXE" bench lpt -n_grid 16 -lpt_order 3
+bad "-lpt_order" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order 0
+bad "-n_grid" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 15
+bad "-n_grid" "" mpiexec -n 1 "$EXE" bench lpt -n_grid -4
+bad "-repeat" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -repeat 0
+bad "-lpt_order" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order two
 exit $fail

@@ -9,33 +9,7 @@
 # directory, a corrupt and a wrong-shaped HDF5 input for pk, a missing input and dataset, a
 # typo in an option and a malformed value. Each must exit non-zero with exactly one line on
 # stderr from cerberus naming the input, and leave no output (nor temporary file) behind.
-set -u
-EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-fail=0
-
-run() { # expect success
-  if ! "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' failed: $(cat err.txt)"; fail=1; fi
-}
-bad() { # expected substring, output that must not appear, command...
-  local want="$1" out="$2"; shift 2
-  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
-  if ! grep -q -F -- "$want" err.txt; then
-    echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1
-  fi
-  # one line from cerberus (mpiexec may add its own banner about the non-zero exit)
-  if [ "$(grep -c '^cerberus' err.txt)" -ne 1 ]; then
-    echo "FAIL: '$*': not exactly one line: $(cat err.txt)"; fail=1
-  fi
-  if [ -n "$out" ] && ls "$out" "$out".tmp.* > /dev/null 2>&1; then
-    echo "FAIL: '$*' left output $out"; fail=1
-  fi
-  echo "ok: $(grep '^cerberus' err.txt)"
-}
+. "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 
 # ---- good runs: 32^3 in 180 Mpc/h, not the defaults
 run "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -o ic1.h5

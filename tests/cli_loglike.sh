@@ -3,16 +3,9 @@
 # a good run (same ln L on 1 and 2 ranks, outputs of the right shape), then every bad input
 # of issue 4 provoked once: each must fail with a one-line error naming the input and leave
 # no output behind. Inputs are made with h5py (skipped, exit 77, without it).
-set -u
-EXE=${CERBERUS_EXE:?CERBERUS_EXE not set}
 PY=/usr/bin/python3
 $PY -c "import h5py, numpy" 2>/dev/null || { echo "SKIP: python3 with h5py and numpy needed"; exit 77; }
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-fail=0
+. "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 # field 8^3 in a 61.7 Mpc/h box, catalogue of 40 halos; variants for the bad inputs
 $PY - <<'PYEOF'
 import h5py, numpy as np
@@ -39,18 +32,6 @@ m2 = mass.copy(); m2[4] = -1e12; cat("cat_neg.h5", pos, m2)
 m3 = mass.copy(); m3[9] = np.nan; cat("cat_nan.h5", pos, m3)
 cat("cat_box.h5", pos * 0.5, mass, box=L / 2)
 PYEOF
-run() { # expect success
-  if ! "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' failed: $(cat err.txt)"; fail=1; fi
-}
-bad() { # bad: expected substring, output file, command...
-  local want="$1" out="$2"; shift 2
-  if "$@" > out.txt 2> err.txt; then echo "FAIL: '$*' succeeded"; fail=1; return; fi
-  if ! grep -q -- "$want" err.txt; then echo "FAIL: '$*': expected '$want' in: $(cat err.txt)"; fail=1; fi
-  # one line from cerberus (mpiexec adds its own banner about the non-zero exit)
-  if [ "$(grep -c '^cerberus' err.txt)" -ne 1 ]; then echo "FAIL: '$*': not one line: $(cat err.txt)"; fail=1; fi
-  if ls "$out"* > /dev/null 2>&1; then echo "FAIL: '$*' left output $out"; fail=1; fi
-  echo "ok: $(grep '^cerberus' err.txt)"
-}
 run "$EXE" weights init -random -seed 5 -scale 0.2 -o w.h5
 run "$EXE" weights init -random -seed 5 -o wpl.h5 -model powerlaw
 run "$EXE" weights init -random -seed 5 -o w2.h5 -layers 3:1:1:tanh,3:0:1:softplus -n_gauss 3
