@@ -6,13 +6,17 @@
  * axes (trilinear). Input: np local particles (any positions, any order), optional weights.
  * Output: rho = m sum_p w_p W(x_p - v) on the local planes, m = N^3 / n_total.
  *
- * Steps: (1) destination of each particle = owner of plane i0 mod N (particles module plans
- * and moves x, y, z and the weight); (2) deposit into the local planes plus one ghost plane
- * (i0 + 1 may be one plane past the slab); (3) the ghost goes to the next rank's first plane.
- * The adjoint runs the road backwards: fetch the next rank's first plane of g_rho into the
- * ghost, differentiate the trilinear weights (d/dx of (1 - t, t) is (-1/h, 1/h)) at the
- * migrated particles, and send the gradients back along the same plan. CIC is piecewise
- * linear in each coordinate: the gradient is exact inside a cell and one-sided across cell
+ * Steps: (1) one pass over the caller's particles: those whose lower plane i0 mod N is on
+ * this slab are deposited where they are, in the caller's order (LPT particles come in
+ * Lagrangian order, so the deposit sweeps the slab and nothing is copied); the others are
+ * listed; (2) the listed ones, usually a thin layer at the slab faces, go to the owner of
+ * their lower plane (the particles module plans and moves x, y, z and the weight) and are
+ * deposited there; (3) the deposit into the ghost plane (i0 + 1 one plane past the slab) goes
+ * to the next rank's first plane. The adjoint runs the road backwards: fetch the next rank's
+ * first plane of g_rho into the ghost, differentiate the trilinear weights (d/dx of (1 - t, t)
+ * is (-1/h, 1/h)) at the particles that stayed (written in place) and at the received ones,
+ * whose gradients go back along the same plan. CIC is piecewise linear in each coordinate: the
+ * gradient is exact inside a cell and one-sided across cell
  * faces, where the density itself has a kink. */
 #include "cerberus/cic.h"
 
@@ -28,16 +32,19 @@ struct cic {
   field *f;
   particles *pe;
   int *plane_owner; /* n: rank owning each global plane */
-  int *dest;        /* per local particle: its lower plane (the migration bucket) */
-  size_t dest_cap;
-  double *pack; /* x, y, z, w per particle when weighted */
+  size_t *leave;    /* local indices of the particles that leave (lower plane elsewhere) */
+  size_t leave_cap;
+  int *bucket; /* per leaving particle: its lower plane (the migration bucket), -1 if unplaceable */
+  size_t bucket_cap;
+  double *pack; /* x, y, z (, w) of the leaving particles, then their returned gradients */
   size_t pack_cap;
-  double *mig; /* migrated particles, width 3 or 4 */
+  double *mig; /* particles received from other ranks, width 3 or 4 */
   size_t mig_cap;
-  double *grad; /* gradients of the migrated particles, 3 per particle */
+  double *grad; /* gradients of the received particles, 3 per particle */
   size_t grad_cap;
-  double *ghost; /* the plane after the slab (the next rank's first) */
-  size_t np_last, n_recv, n_total;
+  double *ghost;  /* the plane after the slab (the next rank's first) */
+  double **plane; /* local_n0 + 1: the planes of the array being deposited or read, then ghost */
+  size_t np_last, n_leave, n_recv, n_total;
   int width; /* 3 (unit weights) or 4 */
   int have_last;
 };
@@ -54,7 +61,8 @@ int cic_create(field *f, cic **out) {
   }
   c->plane_owner = calloc((size_t)f->n, sizeof(int));
   c->ghost = fftw_alloc_real((size_t)(f->n * f->n));
-  if (!c->plane_owner || !c->ghost) {
+  c->plane = calloc((size_t)f->local_n0 + 1, sizeof(double *));
+  if (!c->plane_owner || !c->ghost || !c->plane) {
     cic_destroy(&c);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the cloud-in-cell buffers of a %td^3 grid",
                     f->n);
@@ -69,17 +77,19 @@ void cic_destroy(cic **pc) {
   cic *c = *pc;
   particles_destroy(&c->pe);
   free(c->plane_owner);
-  free(c->dest);
+  free(c->leave);
+  free(c->bucket);
   free(c->pack);
   free(c->mig);
   free(c->grad);
+  free(c->plane);
   fftw_free(c->ghost);
   free(c);
   *pc = NULL;
 }
 
 size_t cic_n_local(const cic *c) {
-  return c->n_recv;
+  return c->np_last - c->n_leave + c->n_recv;
 }
 size_t cic_n_total(const cic *c) {
   return c->n_total;
@@ -104,76 +114,66 @@ static inline int placeable(double x, double inv_h) {
   return fabs(x * inv_h) < 1e15;
 }
 
-/* Lower corner (mod n) and fraction t along one axis of a placeable position. */
+/* Lower corner (mod n) and fraction t along one axis of any placeable position. */
 static inline ptrdiff_t corner(double x, double inv_h, ptrdiff_t n, double *t) {
   const double u = x * inv_h - 0.5;
-  ptrdiff_t i;
-  if (u > -1.0 && u < (double)n) /* the usual case: truncating u + 1 > 0 is the floor */
-    i = (ptrdiff_t)(u + 1.0) - 1;
-  else
-    i = (ptrdiff_t)floor(u);
+  const ptrdiff_t i = (ptrdiff_t)floor(u);
   *t = u - (double)i;
   return mod_n(i, n);
 }
 
-/* Plan and move the particles to the ranks owning their lower corner plane. */
-static int migrate(cic *c, size_t np, const double *pos, const double *weights) {
-  field *f = c->f;
-  const double inv_h = (double)f->n / f->L;
-  CB_CALL(particles_reserve((void **)&c->dest, &c->dest_cap, np, sizeof(int)));
-  for (size_t p = 0; p < np; p++) {
-    const double *x = pos + 3 * p;
-    double t;
-    const int ok = placeable(x[0], inv_h) && placeable(x[1], inv_h) && placeable(x[2], inv_h);
-    c->dest[p] = ok ? (int)corner(x[0], inv_h, f->n, &t) : -1; /* the lower plane */
-  }
-  c->have_last = 0;
-  /* by plane: to the owner, arriving in plane order (the deposit then sweeps the slab) */
-  CB_CALL(particles_plan_buckets(c->pe, np, c->dest, (int)f->n, c->plane_owner, &c->n_recv,
-                                 &c->n_total));
-  c->np_last = np;
-  c->width = weights ? 4 : 3;
-  CB_CALL(grow(&c->mig, &c->mig_cap, c->n_recv * (size_t)c->width));
-  if (weights) {
-    CB_CALL(grow(&c->pack, &c->pack_cap, 4 * np));
-    for (size_t p = 0; p < np; p++) {
-      c->pack[4 * p] = pos[3 * p];
-      c->pack[4 * p + 1] = pos[3 * p + 1];
-      c->pack[4 * p + 2] = pos[3 * p + 2];
-      c->pack[4 * p + 3] = weights[p];
-    }
-    CB_CALL(particles_forward(c->pe, 4, c->pack, c->mig));
-  } else {
-    CB_CALL(particles_forward(c->pe, 3, pos, c->mig));
-  }
-  c->have_last = 1;
+/* Grow a list, keeping its contents. */
+static int keep_grow(void **buf, size_t *cap, size_t n, size_t sz) {
+  if (n <= *cap && *buf) return CB_OK;
+  size_t want = n > *cap + *cap / 2 ? n : *cap + *cap / 2;
+  if (want < 64) want = 64;
+  void *p = realloc(*buf, want * sz);
+  CB_CHECK(p != NULL, CB_ERR_MEM, "out of memory for %zu leaving particles", want);
+  *buf = p;
+  *cap = want;
   return CB_OK;
 }
 
-/* The cloud of a migrated particle: local lower plane li (the upper one may be the ghost),
- * rows js, columns ks and the linear weights per axis. */
+/* The cloud of a particle: its two planes (local, or the ghost after the last), the offsets
+ * of its two rows and two columns in a plane, and the weights of the upper cells per axis
+ * (the lower ones are 1 - t). */
 typedef struct cloud {
-  ptrdiff_t li, js[2], ks[2];
-  double wx[2], wy[2], wz[2];
+  ptrdiff_t li, r0, r1, k0, k1;
+  double tx, ty, tz;
 } cloud;
 
-/* The cloud of a migrated particle; false if its lower plane is not local (a bug). */
-static inline int cloud_of(const field *f, double inv_h, const double *x, cloud *cl) {
+/* From global lower corners in [-1, n - 1] (or [0, n) for j0, k0 after a general corner). */
+static inline int cloud_set(const field *f, ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t k0, double tx,
+                            double ty, double tz, cloud *cl) {
   const ptrdiff_t n = f->n;
-  double tx, ty, tz;
-  cl->li = corner(x[0], inv_h, n, &tx) - f->local_0_start;
-  const ptrdiff_t j0 = corner(x[1], inv_h, n, &ty), k0 = corner(x[2], inv_h, n, &tz);
-  cl->js[0] = j0;
-  cl->js[1] = j0 + 1 == n ? 0 : j0 + 1;
-  cl->ks[0] = k0;
-  cl->ks[1] = k0 + 1 == n ? 0 : k0 + 1;
-  cl->wx[0] = 1 - tx;
-  cl->wx[1] = tx;
-  cl->wy[0] = 1 - ty;
-  cl->wy[1] = ty;
-  cl->wz[0] = 1 - tz;
-  cl->wz[1] = tz;
+  if (i0 < 0) i0 += n;
+  if (j0 < 0) j0 += n;
+  if (k0 < 0) k0 += n;
+  cl->li = i0 - f->local_0_start;
+  cl->r0 = j0 * n;
+  cl->r1 = j0 + 1 == n ? 0 : (j0 + 1) * n;
+  cl->k0 = k0;
+  cl->k1 = k0 + 1 == n ? 0 : k0 + 1;
+  cl->tx = tx;
+  cl->ty = ty;
+  cl->tz = tz;
   return cl->li >= 0 && cl->li < f->local_n0;
+}
+
+/* The cloud of a placeable x; true if its lower plane is local. The usual case first: u =
+ * x/h - 1/2 in (-1, n) on every axis (every wrapped position), where truncating u + 1 > 0 is
+ * the floor. */
+static inline int cloud_of(const field *f, const double *x, double inv_h, cloud *cl) {
+  const double nd = (double)f->n;
+  const double ux = x[0] * inv_h - 0.5, uy = x[1] * inv_h - 0.5, uz = x[2] * inv_h - 0.5;
+  if (ux > -1.0 && ux < nd && uy > -1.0 && uy < nd && uz > -1.0 && uz < nd) {
+    const int ix = (int)(ux + 1.0) - 1, iy = (int)(uy + 1.0) - 1, iz = (int)(uz + 1.0) - 1;
+    return cloud_set(f, ix, iy, iz, ux - ix, uy - iy, uz - iz, cl);
+  }
+  double tx, ty, tz;
+  const ptrdiff_t i0 = corner(x[0], inv_h, f->n, &tx), j0 = corner(x[1], inv_h, f->n, &ty);
+  const ptrdiff_t k0 = corner(x[2], inv_h, f->n, &tz);
+  return cloud_set(f, i0, j0, k0, tx, ty, tz, cl);
 }
 
 /* Mass per particle: N^3 / n_total. */
@@ -182,93 +182,185 @@ static double particle_mass(const cic *c) {
   return c->n_total > 0 ? n * n * n / (double)c->n_total : 0.0;
 }
 
-static int deposit(cic *c, double *rho) {
+static inline void deposit_one(double *const *plane, const cloud *cl, double mw) {
+  double *p0 = plane[cl->li], *p1 = plane[cl->li + 1];
+  const double ax = mw * (1.0 - cl->tx), bx = mw * cl->tx;
+  const double uy = 1.0 - cl->ty, uz = 1.0 - cl->tz;
+  const double a0 = ax * uy, a1 = ax * cl->ty, b0 = bx * uy, b1 = bx * cl->ty;
+  p0[cl->r0 + cl->k0] += a0 * uz;
+  p0[cl->r0 + cl->k1] += a0 * cl->tz;
+  p0[cl->r1 + cl->k0] += a1 * uz;
+  p0[cl->r1 + cl->k1] += a1 * cl->tz;
+  p1[cl->r0 + cl->k0] += b0 * uz;
+  p1[cl->r0 + cl->k1] += b0 * cl->tz;
+  p1[cl->r1 + cl->k0] += b1 * uz;
+  p1[cl->r1 + cl->k1] += b1 * cl->tz;
+}
+
+/* dW/dx . g summed over the cloud, times s: the gradient of sum_v g(v) W(x - v) (times s).
+ * Interpolate along z first, then y: the derivative along an axis is the difference of the
+ * two faces (times 1/h, folded into s), weighted by the other two axes' linear weights. */
+static inline void gradient_one(double *const *plane, const cloud *cl, double s, double *out) {
+  const double *p0 = plane[cl->li], *p1 = plane[cl->li + 1];
+  const double uz = 1.0 - cl->tz, uy = 1.0 - cl->ty, ux = 1.0 - cl->tx;
+  const double g000 = p0[cl->r0 + cl->k0], g001 = p0[cl->r0 + cl->k1];
+  const double g010 = p0[cl->r1 + cl->k0], g011 = p0[cl->r1 + cl->k1];
+  const double g100 = p1[cl->r0 + cl->k0], g101 = p1[cl->r0 + cl->k1];
+  const double g110 = p1[cl->r1 + cl->k0], g111 = p1[cl->r1 + cl->k1];
+  const double z00 = uz * g000 + cl->tz * g001, z01 = uz * g010 + cl->tz * g011;
+  const double z10 = uz * g100 + cl->tz * g101, z11 = uz * g110 + cl->tz * g111;
+  const double d00 = g001 - g000, d01 = g011 - g010, d10 = g101 - g100, d11 = g111 - g110;
+  const double y0 = uy * z00 + cl->ty * z01, y1 = uy * z10 + cl->ty * z11;
+  out[0] = s * (y1 - y0);
+  out[1] = s * (ux * (z01 - z00) + cl->tx * (z11 - z10));
+  out[2] = s * (ux * (uy * d00 + cl->ty * d01) + cl->tx * (uy * d10 + cl->ty * d11));
+}
+
+/* Point the plane table at the local planes of a and then the ghost. */
+static void set_planes(cic *c, const double *a) {
+  const ptrdiff_t nn = c->f->n * c->f->n;
+  for (ptrdiff_t i = 0; i < c->f->local_n0; i++) c->plane[i] = (double *)a + i * nn;
+  c->plane[c->f->local_n0] = c->ghost;
+}
+
+/* One pass over the caller's particles: those whose lower plane is local are deposited
+ * into the plane table (when deposit is set, with mass m w_p) where they are, in the caller's
+ * order (for LPT particles, Lagrangian order: a sweep of the slab); the others are listed to
+ * leave. */
+static int scan_local(cic *c, size_t np, const double *pos, const double *weights, double m,
+                      int deposit) {
   field *f = c->f;
-  const ptrdiff_t n = f->n, nn = n * n, nl = f->local_n0;
-  const double m = particle_mass(c), inv_h = (double)n / f->L;
-  double *ghost = c->ghost;
-  memset(rho, 0, (size_t)f->n_real_local * sizeof(double));
-  memset(ghost, 0, (size_t)nn * sizeof(double));
-  const int w = c->width;
+  const double inv_h = (double)f->n / f->L;
+  size_t nleave = 0;
+  for (size_t p = 0; p < np; p++) {
+    const double *x = pos + 3 * p;
+    const int ok = placeable(x[0], inv_h) && placeable(x[1], inv_h) && placeable(x[2], inv_h);
+    cloud cl = {.li = -1};
+    if (ok && cloud_of(f, x, inv_h, &cl)) {
+      if (deposit) deposit_one(c->plane, &cl, weights ? m * weights[p] : m);
+      continue;
+    }
+    if (nleave == c->leave_cap) {
+      CB_CALL(keep_grow((void **)&c->leave, &c->leave_cap, nleave + 1, sizeof(size_t)));
+      CB_CALL(keep_grow((void **)&c->bucket, &c->bucket_cap, c->leave_cap, sizeof(int)));
+    }
+    c->leave[nleave] = p;
+    c->bucket[nleave++] = ok ? (int)(cl.li + f->local_0_start) : -1; /* lower plane */
+  }
+  c->n_leave = nleave;
+  return CB_OK;
+}
+
+/* Move the leaving particles to the ranks owning their lower corner plane, whatever the
+ * distance, arriving grouped by plane. */
+static int migrate(cic *c, const double *pos, const double *weights) {
+  field *f = c->f;
+  const size_t nleave = c->n_leave;
+  size_t n_total = 0;
+  CB_CALL(particles_plan_buckets(c->pe, nleave, c->bucket, (int)f->n, c->plane_owner, &c->n_recv,
+                                 &n_total));
+  c->width = weights ? 4 : 3;
+  const size_t w = (size_t)c->width;
+  CB_CALL(grow(&c->mig, &c->mig_cap, c->n_recv * w));
+  CB_CALL(grow(&c->pack, &c->pack_cap, (nleave > 0 ? nleave : 1) * w));
+  for (size_t l = 0; l < nleave; l++) {
+    const size_t p = c->leave[l];
+    for (size_t d = 0; d < 3; d++) c->pack[w * l + d] = pos[3 * p + d];
+    if (weights) c->pack[w * l + 3] = weights[p];
+  }
+  CB_CALL(particles_forward(c->pe, c->width, c->pack, c->mig));
+  return CB_OK;
+}
+
+/* The particles' total count over ranks (the mass unit) and the scan; then the migration. */
+static int plan(cic *c, size_t np, const double *pos, const double *weights, double *rho) {
+  field *f = c->f;
+  c->have_last = 0;
+  c->n_total = (size_t)field_allreduce_sum(f, (double)np);
+  const double m = particle_mass(c);
+  if (rho) {
+    memset(rho, 0, (size_t)f->n_real_local * sizeof(double));
+    memset(c->ghost, 0, (size_t)(f->n * f->n) * sizeof(double));
+    set_planes(c, rho);
+  }
+  int st = scan_local(c, np, pos, weights, m, rho != NULL);
+  /* collective from here: a rank that failed to list its leavers still takes part */
+  if (st != CB_OK) c->n_leave = 0;
+  CB_CALL(migrate(c, pos, weights));
+  CB_CALL(st);
+  c->np_last = np;
+  c->have_last = 1;
+  return CB_OK;
+}
+
+static int deposit_received(cic *c, double *rho) {
+  field *f = c->f;
+  const double m = particle_mass(c), inv_h = (double)f->n / f->L;
+  const size_t w = (size_t)c->width;
   size_t lost = 0;
   for (size_t r = 0; r < c->n_recv; r++) {
-    const double *x = c->mig + (size_t)w * r;
+    const double *x = c->mig + w * r;
     cloud cl;
-    if (!cloud_of(f, inv_h, x, &cl)) {
+    if (!cloud_of(f, x, inv_h, &cl)) {
       lost++;
       continue;
     }
-    const double mw = w == 4 ? m * x[3] : m;
-    for (int a = 0; a < 2; a++) {
-      double *plane = cl.li + a < nl ? rho + (cl.li + a) * nn : ghost;
-      for (int b = 0; b < 2; b++) {
-        double *row = plane + cl.js[b] * n;
-        const double wab = mw * cl.wx[a] * cl.wy[b];
-        row[cl.ks[0]] += wab * cl.wz[0];
-        row[cl.ks[1]] += wab * cl.wz[1];
-      }
-    }
+    deposit_one(c->plane, &cl, w == 4 ? m * x[3] : m);
   }
-  CB_CALL(particles_ghost_add(c->pe, (size_t)nn, ghost, rho));
+  CB_CALL(particles_ghost_add(c->pe, (size_t)(f->n * f->n), c->ghost, rho));
   CB_CHECK(lost == 0, CB_ERR_INTERNAL, "%zu migrated particle(s) are not on their owner", lost);
   return CB_OK;
 }
 
 int cic_assign(cic *c, size_t np, const double *pos, const double *weights, double *rho) {
-  int st = migrate(c, np, pos, weights);
-  CB_CALL(st);
   logevent_begin(LOGEVENT_CIC);
-  st = deposit(c, rho);
+  int st = plan(c, np, pos, weights, rho);
+  if (st == CB_OK) st = deposit_received(c, rho);
   logevent_end(LOGEVENT_CIC);
   CB_CALL(st);
   return CB_OK;
 }
 
-static int gradient(cic *c, const double *g_rho, double *g_pos) {
+static int gradient(cic *c, size_t np, const double *pos, const double *weights,
+                    const double *g_rho, double *g_pos) {
   field *f = c->f;
-  const ptrdiff_t n = f->n, nn = n * n, nl = f->local_n0;
-  const double inv_h = (double)n / f->L, m = particle_mass(c);
-  double *ghost = c->ghost;
-  CB_CALL(particles_ghost_fetch(c->pe, (size_t)nn, g_rho, ghost));
-  CB_CALL(grow(&c->grad, &c->grad_cap, 3 * c->n_recv));
-  const int w = c->width;
+  const double inv_h = (double)f->n / f->L, m = particle_mass(c);
+  CB_CALL(particles_ghost_fetch(c->pe, (size_t)(f->n * f->n), g_rho, c->ghost));
+  CB_CALL(grow(&c->grad, &c->grad_cap, 3 * (c->n_recv > 0 ? c->n_recv : 1)));
+  set_planes(c, g_rho); /* read only */
+  /* the particles that stayed, in place (the leavers' entries are written below) */
+  for (size_t p = 0; p < np; p++) {
+    cloud cl;
+    if (cloud_of(f, pos + 3 * p, inv_h, &cl))
+      gradient_one(c->plane, &cl, (weights ? m * weights[p] : m) * inv_h, g_pos + 3 * p);
+  }
+  const size_t w = (size_t)c->width;
   size_t lost = 0;
   for (size_t r = 0; r < c->n_recv; r++) {
-    const double *x = c->mig + (size_t)w * r;
+    const double *x = c->mig + w * r;
     cloud cl;
-    if (!cloud_of(f, inv_h, x, &cl)) {
+    if (!cloud_of(f, x, inv_h, &cl)) {
       lost++;
       continue;
     }
-    /* interpolate along z first, then y: the derivative along an axis is the difference of
-     * the two faces (times 1/h), weighted by the other two axes' linear weights */
-    double zi[2][2], zd[2][2];
-    for (int a = 0; a < 2; a++) {
-      const double *plane = cl.li + a < nl ? g_rho + (cl.li + a) * nn : ghost;
-      for (int b = 0; b < 2; b++) {
-        const double *row = plane + cl.js[b] * n;
-        const double g0 = row[cl.ks[0]], g1 = row[cl.ks[1]];
-        zi[a][b] = cl.wz[0] * g0 + cl.wz[1] * g1;
-        zd[a][b] = g1 - g0;
-      }
-    }
-    const double y0 = cl.wy[0] * zi[0][0] + cl.wy[1] * zi[0][1];
-    const double y1 = cl.wy[0] * zi[1][0] + cl.wy[1] * zi[1][1];
-    const double s = (w == 4 ? m * x[3] : m) * inv_h;
-    c->grad[3 * r] = s * (y1 - y0);
-    c->grad[3 * r + 1] = s * (cl.wx[0] * (zi[0][1] - zi[0][0]) + cl.wx[1] * (zi[1][1] - zi[1][0]));
-    c->grad[3 * r + 2] = s * (cl.wx[0] * (cl.wy[0] * zd[0][0] + cl.wy[1] * zd[0][1]) +
-                              cl.wx[1] * (cl.wy[0] * zd[1][0] + cl.wy[1] * zd[1][1]));
+    gradient_one(c->plane, &cl, (w == 4 ? m * x[3] : m) * inv_h, c->grad + 3 * r);
   }
-  CB_CALL(particles_reverse(c->pe, 3, c->grad, g_pos));
+  /* back along the plan to the leavers, then into their places */
+  CB_CALL(grow(&c->pack, &c->pack_cap, 3 * (c->n_leave > 0 ? c->n_leave : 1)));
+  CB_CALL(particles_reverse(c->pe, 3, c->grad, c->pack));
+  for (size_t l = 0; l < c->n_leave; l++)
+    for (size_t d = 0; d < 3; d++) g_pos[3 * c->leave[l] + d] = c->pack[3 * l + d];
   CB_CHECK(lost == 0, CB_ERR_INTERNAL, "%zu migrated particle(s) are not on their owner", lost);
   return CB_OK;
 }
 
-int cic_adjoint_last(cic *c, const double *g_rho, double *g_pos) {
+int cic_adjoint_last(cic *c, size_t np, const double *pos, const double *weights,
+                     const double *g_rho, double *g_pos) {
   CB_CHECK(c->have_last, CB_ERR_INTERNAL, "cic_adjoint_last before a successful cic_assign");
+  CB_CHECK(np == c->np_last && (weights != NULL) == (c->width == 4), CB_ERR_INTERNAL,
+           "cic_adjoint_last with other particles than the last cic_assign");
   logevent_begin(LOGEVENT_CIC_ADJOINT);
-  int st = gradient(c, g_rho, g_pos);
+  int st = gradient(c, np, pos, weights, g_rho, g_pos);
   logevent_end(LOGEVENT_CIC_ADJOINT);
   CB_CALL(st);
   return CB_OK;
@@ -276,7 +368,7 @@ int cic_adjoint_last(cic *c, const double *g_rho, double *g_pos) {
 
 int cic_adjoint(cic *c, size_t np, const double *pos, const double *weights, const double *g_rho,
                 double *g_pos) {
-  CB_CALL(migrate(c, np, pos, weights));
-  CB_CALL(cic_adjoint_last(c, g_rho, g_pos));
+  CB_CALL(plan(c, np, pos, weights, NULL));
+  CB_CALL(cic_adjoint_last(c, np, pos, weights, g_rho, g_pos));
   return CB_OK;
 }

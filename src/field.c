@@ -102,10 +102,31 @@ int field_r2c(field *f, const double *in, fftw_complex *out) {
   const ptrdiff_t n = f->n, pad = 2 * f->nc;
   for (ptrdiff_t row = 0; row < f->local_n0 * n; row++)
     memcpy(f->work + row * pad, in + row * n, (size_t)n * sizeof(double));
-  logevent_begin(LOGEVENT_FFT);
-  fftw_execute(f->r2c);
-  logevent_end(LOGEVENT_FFT);
+  CB_CALL(field_padded_r2c(f, f->work));
   memcpy(out, f->work, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  return CB_OK;
+}
+
+double *field_alloc_padded(const field *f) {
+  size_t n = 2 * (size_t)(f->alloc_local > 0 ? f->alloc_local : 1);
+  double *p = fftw_alloc_real(n);
+  if (p) memset(p, 0, n * sizeof *p);
+  return p;
+}
+
+/* FFTW's new-array execute: the plans were made in place on f->work, and every padded buffer
+ * has its size and fftw_malloc's alignment. */
+int field_padded_r2c(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_mpi_execute_dft_r2c(f->r2c, buf, (fftw_complex *)buf);
+  logevent_end(LOGEVENT_FFT);
+  return CB_OK;
+}
+
+int field_padded_c2r(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_mpi_execute_dft_c2r(f->c2r, (fftw_complex *)buf, buf);
+  logevent_end(LOGEVENT_FFT);
   return CB_OK;
 }
 
@@ -113,9 +134,7 @@ int field_c2r(field *f, const fftw_complex *in, double *out) {
   const ptrdiff_t n = f->n, pad = 2 * f->nc;
   const double scale = 1.0 / ((double)n * (double)n * (double)n);
   memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
-  logevent_begin(LOGEVENT_FFT);
-  fftw_execute(f->c2r);
-  logevent_end(LOGEVENT_FFT);
+  CB_CALL(field_padded_c2r(f, f->work));
   for (ptrdiff_t row = 0; row < f->local_n0 * n; row++) {
     const double *src = f->work + row * pad;
     double *dst = out + row * n;

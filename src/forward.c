@@ -71,9 +71,15 @@ void forward_destroy(forward **pfw) {
 int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
+  double *w = field_work(f);
   fw->have_run = 0;
-  CB_CALL(field_r2c(f, s, fw->sk));
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] *= amp[m];
+  /* r2c(s), the filter applied as the transform is read out of the work buffer */
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+    memcpy(w + r * stride, s + r * n, (size_t)n * sizeof(double));
+  CB_CALL(field_padded_r2c(f, w));
+  const fftw_complex *wk = (const fftw_complex *)w;
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] = amp[m] * wk[m];
   if (delta_L) CB_CALL(field_c2r(f, fw->sk, delta_L));
   CB_CALL(lpt_forward_k(fw->lpt, fw->sk, fw->pos));
   CB_CALL(cic_assign(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, delta));
@@ -86,10 +92,17 @@ int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
   CB_CHECK(fw->have_run, CB_ERR_INTERNAL, "forward_adjoint before a successful forward_run");
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
-  CB_CALL(cic_adjoint_last(fw->cic, g_delta, fw->g_pos));
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
+  const double scale = 1.0 / ((double)n * (double)n * (double)n);
+  CB_CALL(cic_adjoint_last(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, g_delta, fw->g_pos));
   CB_CALL(lpt_adjoint_k(fw->lpt, fw->g_pos, fw->sk));
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] *= amp[m];
-  CB_CALL(field_c2r(f, fw->sk, g_s));
+  /* the filter (with c2r's 1/N^3) applied as G is written into the work buffer */
+  double *w = field_work(f);
+  fftw_complex *wk = (fftw_complex *)w;
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) wk[m] = (scale * amp[m]) * fw->sk[m];
+  CB_CALL(field_padded_c2r(f, w));
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+    memcpy(g_s + r * n, w + r * stride, (size_t)n * sizeof(double));
   return CB_OK;
 }
 

@@ -244,7 +244,7 @@ static int attr_open(h5file *h, const char *obj, const char *name, hid_t *o, hid
 }
 
 static int attr_read_num(h5file *h, const char *obj, const char *name, hid_t mem, void *v) {
-  hid_t o, a;
+  hid_t o = H5I_INVALID_HID, a = H5I_INVALID_HID;
   CB_CALL(attr_open(h, obj, name, &o, &a));
   hid_t space = H5Aget_space(a);
   hssize_t npts = H5Sget_simple_extent_npoints(space);
@@ -272,7 +272,7 @@ int h5io_attr_read_long(h5file *h, const char *obj, const char *name, long *v) {
 }
 
 int h5io_attr_read_string(h5file *h, const char *obj, const char *name, char *buf, size_t n) {
-  hid_t o, a;
+  hid_t o = H5I_INVALID_HID, a = H5I_INVALID_HID;
   CB_CALL(attr_open(h, obj, name, &o, &a));
   hid_t ft = H5Aget_type(a);
   herr_t e = -1;

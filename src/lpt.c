@@ -38,12 +38,13 @@
 struct lpt {
   field *f;
   int order;
-  double *kpow[3];       /* n values each: 1, k (zero on the Nyquist index), k^2 for axes x, y */
-  double *kzpow[3];      /* nc values each: the same for the half-complex axis z */
-  fftw_complex *dk, *ck; /* n_complex_local each */
-  double *inv_k2;        /* n_complex_local: 1 / |k|^2, 0 at k = 0 */
-  double *tmp, *gz;      /* real workspaces */
-  double *phi[6];        /* order 2: phi_xx, phi_yy, phi_zz, phi_xy, phi_xz, phi_yz */
+  double *kpow[3];  /* n values each: 1, k (zero on the Nyquist index), k^2 for axes x, y */
+  double *kzpow[3]; /* nc values each: the same for the half-complex axis z */
+  fftw_complex *dk; /* n_complex_local: the source of order 2, or the caller's r2c */
+  double *inv_k2;   /* n_complex_local: 1 / |k|^2, 0 at k = 0 */
+  double *w[3];     /* padded transform buffers: one per component of Psi or g_pos */
+  double *gz;       /* order 2: the real-space gradient with respect to the source */
+  double *phi[6];   /* order 2: phi_xx, phi_yy, phi_zz, phi_xy, phi_xz, phi_yz */
 };
 
 static const int pair_a[6] = {0, 1, 2, 0, 0, 1};
@@ -62,10 +63,12 @@ int lpt_create(field *f, int order, lpt **out) {
     p->kzpow[w] = calloc((size_t)nc, sizeof(double));
   }
   p->dk = field_alloc_complex(f);
-  p->ck = field_alloc_complex(f);
-  p->tmp = field_alloc_real(f);
   p->inv_k2 = malloc((size_t)(f->n_complex_local > 0 ? f->n_complex_local : 1) * sizeof(double));
-  int ok = p->dk && p->ck && p->tmp && p->inv_k2;
+  int ok = p->dk && p->inv_k2;
+  for (int d = 0; d < 3; d++) {
+    p->w[d] = field_alloc_padded(f);
+    ok = ok && p->w[d];
+  }
   for (int w = 0; w < 3; w++) ok = ok && p->kpow[w] && p->kzpow[w];
   if (order == 2) {
     p->gz = field_alloc_real(f);
@@ -110,9 +113,8 @@ void lpt_destroy(lpt **pp) {
   }
   free(p->inv_k2);
   fftw_free(p->dk);
-  fftw_free(p->ck);
-  fftw_free(p->tmp);
   fftw_free(p->gz);
+  for (int d = 0; d < 3; d++) fftw_free(p->w[d]);
   for (int i = 0; i < 6; i++) fftw_free(p->phi[i]);
   free(p);
   *pp = NULL;
@@ -145,7 +147,8 @@ static inline double wrap(double x, double L) {
 }
 
 /* out (+)= M(k) in for a separable multiplier M = s fx(k_x) fy(k_y) fz(k_z) / k^2, times i
- * when imag. pw[axis] picks each factor: 0 -> 1, 1 -> k (Nyquist zeroed), 2 -> k^2. */
+ * when imag. pw[axis] picks each factor: 0 -> 1, 1 -> k (Nyquist zeroed), 2 -> k^2. in and
+ * out may be the field's work buffer (not both). */
 static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const fftw_complex *in,
                        fftw_complex *out, int acc) {
   const field *f = p->f;
@@ -156,14 +159,34 @@ static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const 
     for (ptrdiff_t j = 0; j < n; j++) {
       const double fxy = fx * p->kpow[pw[1]][j];
       const ptrdiff_t row = (il * n + j) * nc;
-      const double *ik = p->inv_k2 + row;
-      const fftw_complex *zi = in + row;
-      fftw_complex *zo = out + row;
-      for (ptrdiff_t c = 0; c < nc; c++) {
-        const double a = fxy * zf[c] * ik[c];
-        const fftw_complex v = imag ? CMPLX(-a * cimag(zi[c]), a * creal(zi[c])) : a * zi[c];
-        zo[c] = acc ? zo[c] + v : v;
-      }
+      const double *restrict ik = p->inv_k2 + row;
+      const double *restrict zi = (const double *)(in + row);
+      double *restrict zo = (double *)(out + row);
+      /* one loop per case, so that each vectorises without a branch inside */
+      if (imag && acc)
+        for (ptrdiff_t c = 0; c < nc; c++) {
+          const double a = fxy * zf[c] * ik[c];
+          zo[2 * c] -= a * zi[2 * c + 1];
+          zo[2 * c + 1] += a * zi[2 * c];
+        }
+      else if (imag)
+        for (ptrdiff_t c = 0; c < nc; c++) {
+          const double a = fxy * zf[c] * ik[c];
+          zo[2 * c] = -a * zi[2 * c + 1];
+          zo[2 * c + 1] = a * zi[2 * c];
+        }
+      else if (acc)
+        for (ptrdiff_t c = 0; c < nc; c++) {
+          const double a = fxy * zf[c] * ik[c];
+          zo[2 * c] += a * zi[2 * c];
+          zo[2 * c + 1] += a * zi[2 * c + 1];
+        }
+      else
+        for (ptrdiff_t c = 0; c < nc; c++) {
+          const double a = fxy * zf[c] * ik[c];
+          zo[2 * c] = a * zi[2 * c];
+          zo[2 * c + 1] = a * zi[2 * c + 1];
+        }
     }
   }
 }
@@ -188,44 +211,68 @@ static void apply_hess(const lpt *p, int pair, double s, const fftw_complex *in,
   apply_mult(p, pw, s, 0, in, out, acc);
 }
 
-/* z_k: the potential source (delta_L, or delta_L + 3/7 S); writes positions. */
+/* A padded buffer's complex values, and 1/N^3 (field_padded_c2r leaves it out). */
+static fftw_complex *as_k(double *buf) {
+  return (fftw_complex *)buf;
+}
+static double c2r_scale(const field *f) {
+  return 1.0 / ((double)f->n * (double)f->n * (double)f->n);
+}
+
+/* z_k: the potential source (delta_L, or delta_L + 3/7 S); writes positions. The three
+ * components are multiplied straight into the three padded buffers (with 1/N^3), transformed,
+ * and read in one pass that writes each particle's x, y, z together. */
 static int positions_from(lpt *p, const fftw_complex *z_k, double *pos) {
   field *f = p->f;
-  const ptrdiff_t n = f->n;
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
   const double h = f->L / (double)n, L = f->L;
   for (int d = 0; d < 3; d++) {
-    apply_grad(p, d, 1.0, z_k, p->ck, 0);
-    CB_CALL(field_c2r(f, p->ck, p->tmp));
-    ptrdiff_t q = 0;
-    for (ptrdiff_t il = 0; il < f->local_n0; il++)
-      for (ptrdiff_t j = 0; j < n; j++) {
-        const double qx = ((double)(d == 0 ? f->local_0_start + il : j) + 0.5) * h;
-        double *out = pos + 3 * q + d;
-        const double *psi = p->tmp + q;
-        if (d < 2)
-          for (ptrdiff_t k = 0; k < n; k++) out[3 * k] = wrap(qx + psi[k], L);
-        else
-          for (ptrdiff_t k = 0; k < n; k++) out[3 * k] = wrap(((double)k + 0.5) * h + psi[k], L);
-        q += n;
+    apply_grad(p, d, c2r_scale(f), z_k, as_k(p->w[d]), 0);
+    CB_CALL(field_padded_c2r(f, p->w[d]));
+  }
+  for (ptrdiff_t il = 0, r = 0; il < f->local_n0; il++) {
+    const double qx = ((double)(f->local_0_start + il) + 0.5) * h;
+    for (ptrdiff_t j = 0; j < n; j++, r++) {
+      const double qy = ((double)j + 0.5) * h;
+      const double *px = p->w[0] + r * stride, *py = p->w[1] + r * stride;
+      const double *pz = p->w[2] + r * stride;
+      double *out = pos + 3 * r * n;
+      for (ptrdiff_t k = 0; k < n; k++) {
+        out[3 * k] = wrap(qx + px[k], L);
+        out[3 * k + 1] = wrap(qy + py[k], L);
+        out[3 * k + 2] = wrap(((double)k + 0.5) * h + pz[k], L);
       }
+    }
   }
   return CB_OK;
+}
+
+/* Copy the real rows of a padded buffer out (after field_padded_c2r, scale folded in). */
+static void rows_out(const field *f, const double *buf, double *out) {
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+    memcpy(out + r * n, buf + r * stride, (size_t)n * sizeof(double));
 }
 
 static int forward_k(lpt *p, const fftw_complex *delta_k, double *pos) {
   field *f = p->f;
   if (p->order == 1) return positions_from(p, delta_k, pos);
+  double *w = p->w[0];
   for (int pr = 0; pr < 6; pr++) {
-    apply_hess(p, pr, 1.0, delta_k, p->ck, 0);
-    CB_CALL(field_c2r(f, p->ck, p->phi[pr]));
+    apply_hess(p, pr, c2r_scale(f), delta_k, as_k(w), 0);
+    CB_CALL(field_padded_c2r(f, w));
+    rows_out(f, w, p->phi[pr]);
   }
   double *const *ph = p->phi;
-  for (ptrdiff_t q = 0; q < f->n_real_local; q++)
-    p->tmp[q] = ph[0][q] * ph[1][q] + ph[0][q] * ph[2][q] + ph[1][q] * ph[2][q] -
-                ph[3][q] * ph[3][q] - ph[4][q] * ph[4][q] - ph[5][q] * ph[5][q];
-  CB_CALL(field_r2c(f, p->tmp, p->ck));
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
+  for (ptrdiff_t r = 0, q = 0; r < f->local_n0 * n; r++)
+    for (ptrdiff_t k = 0; k < n; k++, q++)
+      w[r * stride + k] = ph[0][q] * ph[1][q] + ph[0][q] * ph[2][q] + ph[1][q] * ph[2][q] -
+                          ph[3][q] * ph[3][q] - ph[4][q] * ph[4][q] - ph[5][q] * ph[5][q];
+  CB_CALL(field_padded_r2c(f, w));
   /* z = delta_L - D2 S: Psi = i k/k^2 z gives Psi1 + D2 grad phi2 (grad phi2 = -i k/k^2 S) */
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) p->dk[m] = delta_k[m] - LPT_D2 * p->ck[m];
+  const fftw_complex *sk = as_k(w);
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) p->dk[m] = delta_k[m] - LPT_D2 * sk[m];
   return positions_from(p, p->dk, pos);
 }
 
@@ -243,32 +290,69 @@ int lpt_forward(lpt *p, const double *delta_L, double *pos) {
   return CB_OK;
 }
 
+/* g_k = sum_d conj(M_d) W_d with M_d = i kn_d / k^2, i.e. -i (kn_x W_0 + kn_y W_1 + kn_z W_2)
+ * / k^2: the transpose of the three gradients at once, in one pass. */
+static void grad_transpose_sum(const lpt *p, fftw_complex *g_k) {
+  const field *f = p->f;
+  const ptrdiff_t n = f->n, nc = f->nc;
+  const double *kz = p->kzpow[1];
+  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
+    const double kx = p->kpow[1][f->local_0_start + il];
+    for (ptrdiff_t j = 0; j < n; j++) {
+      const double ky = p->kpow[1][j];
+      const ptrdiff_t row = (il * n + j) * nc;
+      const double *restrict ik = p->inv_k2 + row;
+      const double *restrict w0 = p->w[0] + 2 * row, *restrict w1 = p->w[1] + 2 * row;
+      const double *restrict w2 = p->w[2] + 2 * row;
+      double *restrict g = (double *)(g_k + row);
+      for (ptrdiff_t c = 0; c < nc; c++) {
+        const double sr = kx * w0[2 * c] + ky * w1[2 * c] + kz[c] * w2[2 * c];
+        const double si = kx * w0[2 * c + 1] + ky * w1[2 * c + 1] + kz[c] * w2[2 * c + 1];
+        g[2 * c] = ik[c] * si;
+        g[2 * c + 1] = -ik[c] * sr;
+      }
+    }
+  }
+}
+
 static int adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k) {
   field *f = p->f;
-  const ptrdiff_t nl = f->n_real_local;
-  for (int d = 0; d < 3; d++) {
-    for (ptrdiff_t q = 0; q < nl; q++) p->tmp[q] = g_pos[3 * q + d];
-    CB_CALL(field_r2c(f, p->tmp, p->ck));
-    apply_grad(p, d, -1.0, p->ck, g_k, d > 0); /* transpose of i k/k^2 is its conjugate */
+  const ptrdiff_t n = f->n, stride = field_work_stride(f);
+  /* the three components of g_pos into the three padded buffers, in one pass */
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++) {
+    const double *in = g_pos + 3 * r * n;
+    double *wx = p->w[0] + r * stride, *wy = p->w[1] + r * stride, *wz = p->w[2] + r * stride;
+    for (ptrdiff_t k = 0; k < n; k++) {
+      wx[k] = in[3 * k];
+      wy[k] = in[3 * k + 1];
+      wz[k] = in[3 * k + 2];
+    }
   }
+  for (int d = 0; d < 3; d++) CB_CALL(field_padded_r2c(f, p->w[d]));
+  grad_transpose_sum(p, g_k);
   if (p->order == 1) return CB_OK;
   /* g_k now holds G_z, the gradient with respect to z = delta_L - D2 S */
-  CB_CALL(field_c2r(f, g_k, p->gz));
+  double *w = p->w[0];
+  fftw_complex *wk = as_k(w);
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) wk[m] = c2r_scale(f) * g_k[m];
+  CB_CALL(field_padded_c2r(f, w));
+  rows_out(f, w, p->gz);
   double *const *ph = p->phi;
   const double s = -LPT_D2;
   for (int pr = 0; pr < 6; pr++) {
-    for (ptrdiff_t q = 0; q < nl; q++) {
-      double c;
-      switch (pr) {
-      case 0: c = ph[1][q] + ph[2][q]; break;
-      case 1: c = ph[0][q] + ph[2][q]; break;
-      case 2: c = ph[0][q] + ph[1][q]; break;
-      default: c = -2.0 * ph[pr][q]; break;
+    for (ptrdiff_t r = 0, q = 0; r < f->local_n0 * n; r++)
+      for (ptrdiff_t k = 0; k < n; k++, q++) {
+        double c;
+        switch (pr) {
+        case 0: c = ph[1][q] + ph[2][q]; break;
+        case 1: c = ph[0][q] + ph[2][q]; break;
+        case 2: c = ph[0][q] + ph[1][q]; break;
+        default: c = -2.0 * ph[pr][q]; break;
+        }
+        w[r * stride + k] = p->gz[q] * c;
       }
-      p->tmp[q] = p->gz[q] * c;
-    }
-    CB_CALL(field_r2c(f, p->tmp, p->ck));
-    apply_hess(p, pr, s, p->ck, g_k, 1); /* m_ab is real and even: its own transpose */
+    CB_CALL(field_padded_r2c(f, w));
+    apply_hess(p, pr, s, wk, g_k, 1); /* m_ab is real and even: its own transpose */
   }
   return CB_OK;
 }

@@ -119,7 +119,7 @@ static int add_record(options *o, const char *name, const char *value) {
 
 int options_int(options *o, const char *name, const char *help, long def, long *value) {
   char buf[256], defs[64];
-  bool present;
+  bool present = false;
   snprintf(defs, sizeof defs, "%ld", def);
   CB_CALL(add_help(o, name, "integer", defs, help));
   CB_CALL(raw_get(name, buf, sizeof buf, &present));
@@ -144,7 +144,7 @@ int options_int(options *o, const char *name, const char *help, long def, long *
 
 int options_real(options *o, const char *name, const char *help, double def, double *value) {
   char buf[256], defs[64];
-  bool present;
+  bool present = false;
   snprintf(defs, sizeof defs, "%g", def);
   CB_CALL(add_help(o, name, "real", defs, help));
   CB_CALL(raw_get(name, buf, sizeof buf, &present));
@@ -166,7 +166,7 @@ int options_real(options *o, const char *name, const char *help, double def, dou
 
 int options_bool(options *o, const char *name, const char *help, bool def, bool *value) {
   char buf[64];
-  bool present;
+  bool present = false;
   CB_CALL(add_help(o, name, "flag", def ? "true" : "false", help));
   CB_CALL(raw_get(name, buf, sizeof buf, &present));
   *value = def;
@@ -184,7 +184,7 @@ int options_bool(options *o, const char *name, const char *help, bool def, bool 
 
 int options_string(options *o, const char *name, const char *help, const char *def, char *buf,
                    size_t n, bool *set) {
-  bool present;
+  bool present = false;
   CB_CALL(add_help(o, name, "string", def ? def : "", help));
   CB_CALL(raw_get(name, buf, n, &present));
   if (set) *set = present;
@@ -201,7 +201,7 @@ int options_string(options *o, const char *name, const char *help, const char *d
 int options_choice(options *o, const char *name, const char *help, const char *choices,
                    const char *def, int *index) {
   char buf[128], list[512];
-  bool present;
+  bool present = false;
   char desc[640];
   snprintf(desc, sizeof desc, "%s: one of %s", help, choices);
   CB_CALL(add_help(o, name, "choice", def, desc));
@@ -223,7 +223,7 @@ int options_choice(options *o, const char *name, const char *help, const char *c
 int options_real_array(options *o, const char *name, const char *help, double *values, int *n,
                        int nmax, bool *set) {
   char buf[4096];
-  bool present;
+  bool present = false;
   CB_CALL(add_help(o, name, "reals a,b,...", "none", help));
   CB_CALL(raw_get(name, buf, sizeof buf, &present));
   if (set) *set = present;

@@ -170,7 +170,7 @@ static void check_adjoint(field *f) {
                weighted ? "weighted CIC adjoint vs finite differences"
                         : "CIC adjoint vs finite differences");
     TEST_STATUS(cic_assign(c, np, pos, wt, rho), CB_OK, "cic_assign");
-    TEST_STATUS(cic_adjoint_last(c, cv, gp2), CB_OK, "cic_adjoint_last");
+    TEST_STATUS(cic_adjoint_last(c, np, pos, wt, cv, gp2), CB_OK, "cic_adjoint_last");
     double e = 0;
     for (size_t i = 0; i < 3 * np; i++) e = fmax(e, fabs(gp[i] - gp2[i]));
     TEST_CHECK(e == 0, "cic_adjoint_last differs from cic_adjoint by %.3g", e);
@@ -178,7 +178,8 @@ static void check_adjoint(field *f) {
   /* a non-finite position on one rank: every rank gets CB_ERR_NUMERIC */
   if (f->rank == f->size - 1) pos[1] = NAN;
   TEST_STATUS(cic_assign(c, np, pos, NULL, rho), CB_ERR_NUMERIC, "cic_assign with a NaN");
-  TEST_STATUS(cic_adjoint_last(c, cv, gp), CB_ERR_INTERNAL, "cic_adjoint_last after a failure");
+  TEST_STATUS(cic_adjoint_last(c, np, pos, NULL, cv, gp), CB_ERR_INTERNAL,
+              "cic_adjoint_last after a failure");
   status_clear();
   cic_destroy(&c);
   fftw_free(cv);

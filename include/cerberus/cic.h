@@ -4,16 +4,16 @@
  * of one cell width around the voxel centres (i + 1/2) L/N, periodic; m = N^3 / n_total with
  * n_total the number of particles over all ranks, so that with unit weights rho = 1 + delta has
  * mean exactly 1 (to rounding) and one particle per voxel carries mass 1. Positions may lie
- * anywhere (they are wrapped periodically); each particle is first handed to the rank owning
- * the plane of its lower-left cloud corner, whatever the distance, and the deposit that
+ * anywhere (they are wrapped periodically); a particle whose lower-left cloud corner lies on
+ * another rank's planes is handed to that rank, whatever the distance, and the deposit that
  * falls on the next rank's first plane (across the periodic edge for the last rank) is sent
  * there. Positions are 3 doubles per particle (x, y, z); weights one double per particle.
  *
  * Weighted mean of a particle quantity a on the grid: cic_assign with weights a, then with
  * NULL, and divide (the factor m cancels).
  *
- * The object owns its buffers and keeps the migrated particles of the last cic_assign, so that
- * cic_adjoint_last needs no new migration of positions. */
+ * The object owns its buffers and keeps the migration plan and the migrated particles of the
+ * last cic_assign, so that cic_adjoint_last needs no new migration of positions. */
 #ifndef CERBERUS_CIC_H
 #define CERBERUS_CIC_H
 
@@ -34,9 +34,11 @@ int cic_assign(cic *c, size_t np, const double *pos, const double *weights, doub
  * given particles (migrated again). Collective. */
 int cic_adjoint(cic *c, size_t np, const double *pos, const double *weights, const double *g_rho,
                 double *g_pos);
-/* The same at the particles and weights of the last cic_assign (no migration of positions,
- * only the gradients travel back). Collective. */
-int cic_adjoint_last(cic *c, const double *g_rho, double *g_pos);
+/* The same at the particles and weights of the last cic_assign, which pos and weights must
+ * be, unchanged (CB_ERR_INTERNAL for another count or weighting): no migration of positions,
+ * only the gradients of the particles that moved travel back. Collective. */
+int cic_adjoint_last(cic *c, size_t np, const double *pos, const double *weights,
+                     const double *g_rho, double *g_pos);
 
 /* Particles this rank held after the last migration, and the total over ranks. Not collective. */
 size_t cic_n_local(const cic *c);

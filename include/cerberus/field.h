@@ -51,6 +51,26 @@ int field_r2c(field *f, const double *in, fftw_complex *out);
 /* Collective. Includes 1/N^3. in is not modified. */
 int field_c2r(field *f, const fftw_complex *in, double *out);
 
+/* Transforms in place on padded buffers, for callers that fuse their pass over a field with
+ * the copy in or out that field_r2c / field_c2r make (one pass over memory saved each way),
+ * or that keep several transforms at once. A padded buffer (the field's own, field_work(f),
+ * or one from field_alloc_padded) holds, as real data, local_n0 * n rows of
+ * field_work_stride(f) = 2 nc doubles (row r = (i - i0) * n + j, voxel k at
+ * buf + r * stride + k; the padding is scratch), and, as complex data, the compact
+ * half-complex layout of field_alloc_complex (n_complex_local values at (fftw_complex *)buf).
+ * field_padded_r2c transforms the real rows in place; field_padded_c2r the complex values in
+ * place WITHOUT the 1/N^3 (fold it into a multiplier or the pass that reads the rows).
+ * field_r2c / field_c2r overwrite the field's own buffer. Collective (the transforms). */
+static inline double *field_work(field *f) { /* Not collective. */
+  return f->work;
+}
+static inline ptrdiff_t field_work_stride(const field *f) { /* Not collective. */
+  return 2 * f->nc;
+}
+double *field_alloc_padded(const field *f); /* zeroed; free with fftw_free. Not collective. */
+int field_padded_r2c(field *f, double *buf);
+int field_padded_c2r(field *f, double *buf);
+
 /* Wave number component of index a in [0, n): 2 pi / L * (a < n/2 ? a : a - n). */
 static inline double field_k_of(const field *f, ptrdiff_t a) {
   ptrdiff_t m = a < f->n / 2 ? a : a - f->n;
