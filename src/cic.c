@@ -182,6 +182,38 @@ static double particle_mass(const cic *c) {
   return c->n_total > 0 ? n * n * n / (double)c->n_total : 0.0;
 }
 
+/* Software prefetch of the four rows (the cells k0 and k0 + 1 share a line but at its end)
+ * that the cloud of a particle AHEAD places further on will touch: consecutive particles
+ * reach cells of other rows (their displacements differ), so without it most of a pass
+ * waits on the first load of each row. A hint only: out-of-slab or unusual positions skip it. */
+enum { CIC_AHEAD = 24 };
+#if defined(__GNUC__)
+#define CIC_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
+#else
+#define CIC_PREFETCH(addr, rw) ((void)(addr))
+#endif
+static inline void prefetch_cloud(const field *f, double *const *plane, const double *x,
+                                  double inv_h, int rw) {
+  const double nd = (double)f->n;
+  const double ux = x[0] * inv_h - 0.5, uy = x[1] * inv_h - 0.5, uz = x[2] * inv_h - 0.5;
+  if (!(ux > -1.0 && ux < nd && uy > -1.0 && uy < nd && uz > -1.0 && uz < nd)) return;
+  cloud cl;
+  if (!cloud_set(f, (int)(ux + 1.0) - 1, (int)(uy + 1.0) - 1, (int)(uz + 1.0) - 1, 0, 0, 0, &cl))
+    return;
+  const double *p0 = plane[cl.li], *p1 = plane[cl.li + 1];
+  if (rw) {
+    CIC_PREFETCH(p0 + cl.r0 + cl.k0, 1);
+    CIC_PREFETCH(p0 + cl.r1 + cl.k0, 1);
+    CIC_PREFETCH(p1 + cl.r0 + cl.k0, 1);
+    CIC_PREFETCH(p1 + cl.r1 + cl.k0, 1);
+  } else {
+    CIC_PREFETCH(p0 + cl.r0 + cl.k0, 0);
+    CIC_PREFETCH(p0 + cl.r1 + cl.k0, 0);
+    CIC_PREFETCH(p1 + cl.r0 + cl.k0, 0);
+    CIC_PREFETCH(p1 + cl.r1 + cl.k0, 0);
+  }
+}
+
 static inline void deposit_one(double *const *plane, const cloud *cl, double mw) {
   double *p0 = plane[cl->li], *p1 = plane[cl->li + 1];
   const double ax = mw * (1.0 - cl->tx), bx = mw * cl->tx;
@@ -234,6 +266,7 @@ static int scan_local(cic *c, size_t np, const double *pos, const double *weight
   size_t nleave = 0;
   for (size_t p = 0; p < np; p++) {
     const double *x = pos + 3 * p;
+    if (deposit && p + CIC_AHEAD < np) prefetch_cloud(f, c->plane, x + 3 * CIC_AHEAD, inv_h, 1);
     const int ok = placeable(x[0], inv_h) && placeable(x[1], inv_h) && placeable(x[2], inv_h);
     cloud cl = {.li = -1};
     if (ok && cloud_of(f, x, inv_h, &cl)) {
@@ -331,6 +364,7 @@ static int gradient(cic *c, size_t np, const double *pos, const double *weights,
   /* the particles that stayed, in place (the leavers' entries are written below) */
   for (size_t p = 0; p < np; p++) {
     cloud cl;
+    if (p + CIC_AHEAD < np) prefetch_cloud(f, c->plane, pos + 3 * (p + CIC_AHEAD), inv_h, 0);
     if (cloud_of(f, pos + 3 * p, inv_h, &cl))
       gradient_one(c->plane, &cl, (weights ? m * weights[p] : m) * inv_h, g_pos + 3 * p);
   }

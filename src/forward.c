@@ -3,11 +3,13 @@
  *   s --r2c--> s(k) --x sqrt(P/V)--> delta_L(k) --LPT--> x_p --CIC--> rho,  delta = rho - 1
  *
  * The linear field is computed with the ic module's filter amplitude (ic_filter_amplitude),
- * the same numbers ic_delta_linear multiplies, but kept in Fourier space and handed to
- * lpt_forward_k: this saves the c2r / r2c pair a real-space delta_L would cost (delta_L is
- * only transformed back when the caller asks for it). The adjoint is the same road backwards:
- * cic_adjoint_last (gradients travel back along the migration plan), lpt_adjoint_k (returns
- * the half-complex gradient G with g_delta_L = c2r(G)), times the real, even filter, one c2r.
+ * the same numbers ic_delta_linear multiplies, but kept in Fourier space: s(k) stays in the
+ * field's work buffer and lpt_forward_k applies the filter as it reads it. This saves the
+ * c2r / r2c pair a real-space delta_L would cost (delta_L is only transformed back when the
+ * caller asks for it) and a pass over memory. The adjoint is the same road backwards:
+ * cic_adjoint_last (only the gradients of particles that migrated travel back),
+ * lpt_adjoint_k with the same real, even filter (G with g_s = c2r(G)) written straight into
+ * the work buffer, one c2r.
  * Since delta = rho - 1, dF/drho = dF/ddelta. FFTs per forward + adjoint: 1LPT 4 + 4,
  * 2LPT 11 + 11 (one more if delta_L is requested). */
 #include "cerberus/forward.h"
@@ -74,14 +76,16 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
   double *w = field_work(f);
   fw->have_run = 0;
-  /* r2c(s), the filter applied as the transform is read out of the work buffer */
+  /* r2c(s) in the work buffer; LPT applies the filter as it reads it */
   for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
     memcpy(w + r * stride, s + r * n, (size_t)n * sizeof(double));
   CB_CALL(field_padded_r2c(f, w));
-  const fftw_complex *wk = (const fftw_complex *)w;
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] = amp[m] * wk[m];
-  if (delta_L) CB_CALL(field_c2r(f, fw->sk, delta_L));
-  CB_CALL(lpt_forward_k(fw->lpt, fw->sk, fw->pos));
+  CB_CALL(lpt_forward_k(fw->lpt, (const fftw_complex *)w, amp, fw->pos));
+  if (delta_L) {
+    const fftw_complex *wk = (const fftw_complex *)w;
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] = amp[m] * wk[m];
+    CB_CALL(field_c2r(f, fw->sk, delta_L));
+  }
   CB_CALL(cic_assign(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, delta));
   for (ptrdiff_t i = 0; i < f->n_real_local; i++) delta[i] -= 1.0;
   fw->have_run = 1;
@@ -95,14 +99,15 @@ int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
   const double scale = 1.0 / ((double)n * (double)n * (double)n);
   CB_CALL(cic_adjoint_last(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, g_delta, fw->g_pos));
-  CB_CALL(lpt_adjoint_k(fw->lpt, fw->g_pos, fw->sk));
-  /* the filter (with c2r's 1/N^3) applied as G is written into the work buffer */
+  /* G times the filter straight into the work buffer, c2r, and 1/N^3 on the way out */
   double *w = field_work(f);
-  fftw_complex *wk = (fftw_complex *)w;
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) wk[m] = (scale * amp[m]) * fw->sk[m];
+  CB_CALL(lpt_adjoint_k(fw->lpt, fw->g_pos, amp, (fftw_complex *)w));
   CB_CALL(field_padded_c2r(f, w));
-  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
-    memcpy(g_s + r * n, w + r * stride, (size_t)n * sizeof(double));
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++) {
+    const double *src = w + r * stride;
+    double *dst = g_s + r * n;
+    for (ptrdiff_t k = 0; k < n; k++) dst[k] = scale * src[k];
+  }
   return CB_OK;
 }
 

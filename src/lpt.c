@@ -22,7 +22,14 @@
  * M(k) transposes to conj(M) = -M, a real-even one to itself, so dF/d delta_L =
  * c2r(-sum_d M_d r2c(g_d)) plus, at order 2, the chain through the products of S (g_z in real
  * space, six r2c, one combination). Costs: order 1, 3 FFTs forward (+1 r2c from real input)
- * and 3 back (+1 c2r); order 2, 10 and 10 (+1 each). */
+ * and 3 back (+1 c2r); order 2, 10 and 10 (+1 each).
+ *
+ * Memory traffic, which costs as much as the arithmetic here: the object owns three padded
+ * FFT buffers, one per component. Forward, one pass over delta_L(k) writes the three i k/k^2
+ * products into them (with 1/N^3 and an optional filter such as sqrt(P/V) folded in), three
+ * in-place c2r follow, and one pass writes each particle's x, y, z. Backward, one pass splits
+ * g_pos into the three buffers, three in-place r2c follow, and one pass sums the three
+ * transposed gradients (times the filter). */
 #include "cerberus/lpt.h"
 
 #include "cerberus/logevent.h"
@@ -146,10 +153,10 @@ static inline double wrap(double x, double L) {
   return (y >= L || y < 0) ? 0.0 : y;
 }
 
-/* out (+)= M(k) in for a separable multiplier M = s fx(k_x) fy(k_y) fz(k_z) / k^2, times i
- * when imag. pw[axis] picks each factor: 0 -> 1, 1 -> k (Nyquist zeroed), 2 -> k^2. in and
- * out may be the field's work buffer (not both). */
-static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const fftw_complex *in,
+/* out (+)= M(k) in for a real separable multiplier M = s fx(k_x) fy(k_y) fz(k_z) / k^2.
+ * pw[axis] picks each factor: 0 -> 1, 1 -> k (Nyquist zeroed), 2 -> k^2. in and out may be
+ * padded buffers (not the same one). */
+static void apply_mult(const lpt *p, const int pw[3], double s, const fftw_complex *in,
                        fftw_complex *out, int acc) {
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
@@ -162,20 +169,7 @@ static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const 
       const double *restrict ik = p->inv_k2 + row;
       const double *restrict zi = (const double *)(in + row);
       double *restrict zo = (double *)(out + row);
-      /* one loop per case, so that each vectorises without a branch inside */
-      if (imag && acc)
-        for (ptrdiff_t c = 0; c < nc; c++) {
-          const double a = fxy * zf[c] * ik[c];
-          zo[2 * c] -= a * zi[2 * c + 1];
-          zo[2 * c + 1] += a * zi[2 * c];
-        }
-      else if (imag)
-        for (ptrdiff_t c = 0; c < nc; c++) {
-          const double a = fxy * zf[c] * ik[c];
-          zo[2 * c] = -a * zi[2 * c + 1];
-          zo[2 * c + 1] = a * zi[2 * c];
-        }
-      else if (acc)
+      if (acc) /* one loop per case, so that each vectorises without a branch inside */
         for (ptrdiff_t c = 0; c < nc; c++) {
           const double a = fxy * zf[c] * ik[c];
           zo[2 * c] += a * zi[2 * c];
@@ -191,14 +185,6 @@ static void apply_mult(const lpt *p, const int pw[3], double s, int imag, const 
   }
 }
 
-/* out (+)= M_d in, M_d = i kn_d / k^2 (sign +1) or its conjugate, the transpose (sign -1). */
-static void apply_grad(const lpt *p, int d, double sign, const fftw_complex *in, fftw_complex *out,
-                       int acc) {
-  int pw[3] = {0, 0, 0};
-  pw[d] = 1;
-  apply_mult(p, pw, sign, 1, in, out, acc);
-}
-
 /* out (+)= s m_ab in, m_ab = k_a k_b / k^2 (Nyquist-zeroed when a != b). */
 static void apply_hess(const lpt *p, int pair, double s, const fftw_complex *in, fftw_complex *out,
                        int acc) {
@@ -208,7 +194,7 @@ static void apply_hess(const lpt *p, int pair, double s, const fftw_complex *in,
     pw[a] = 2;
   else
     pw[a] = pw[b] = 1;
-  apply_mult(p, pw, s, 0, in, out, acc);
+  apply_mult(p, pw, s, in, out, acc);
 }
 
 /* A padded buffer's complex values, and 1/N^3 (field_padded_c2r leaves it out). */
@@ -219,17 +205,45 @@ static double c2r_scale(const field *f) {
   return 1.0 / ((double)f->n * (double)f->n * (double)f->n);
 }
 
-/* z_k: the potential source (delta_L, or delta_L + 3/7 S); writes positions. The three
- * components are multiplied straight into the three padded buffers (with 1/N^3), transformed,
- * and read in one pass that writes each particle's x, y, z together. */
-static int positions_from(lpt *p, const fftw_complex *z_k, double *pos) {
+/* W_d = s M_d filter z_k for d = 0, 1, 2 (M_d = i kn_d / k^2) into the three padded buffers,
+ * in one pass over z_k; filter (real, per mode) may be NULL for 1. */
+static void grad_all(const lpt *p, const fftw_complex *z_k, const double *filter, double s) {
+  const field *f = p->f;
+  const ptrdiff_t n = f->n, nc = f->nc;
+  const double *kz = p->kzpow[1];
+  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
+    const double kx = p->kpow[1][f->local_0_start + il];
+    for (ptrdiff_t j = 0; j < n; j++) {
+      const double ky = p->kpow[1][j];
+      const ptrdiff_t row = (il * n + j) * nc;
+      const double *restrict ik = p->inv_k2 + row;
+      const double *restrict fl = filter ? filter + row : NULL;
+      const double *restrict z = (const double *)(z_k + row);
+      double *restrict w0 = p->w[0] + 2 * row, *restrict w1 = p->w[1] + 2 * row;
+      double *restrict w2 = p->w[2] + 2 * row;
+      for (ptrdiff_t c = 0; c < nc; c++) {
+        const double a = s * (fl ? ik[c] * fl[c] : ik[c]); /* i a z = (-a z_i, a z_r) */
+        const double zr = a * z[2 * c], zi = a * z[2 * c + 1];
+        w0[2 * c] = -kx * zi;
+        w0[2 * c + 1] = kx * zr;
+        w1[2 * c] = -ky * zi;
+        w1[2 * c + 1] = ky * zr;
+        w2[2 * c] = -kz[c] * zi;
+        w2[2 * c + 1] = kz[c] * zr;
+      }
+    }
+  }
+}
+
+/* z_k (times filter): the potential source (delta_L, or delta_L + 3/7 S); writes positions.
+ * The three components are multiplied straight into the three padded buffers (with 1/N^3),
+ * transformed, and read in one pass that writes each particle's x, y, z together. */
+static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter, double *pos) {
   field *f = p->f;
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
   const double h = f->L / (double)n, L = f->L;
-  for (int d = 0; d < 3; d++) {
-    apply_grad(p, d, c2r_scale(f), z_k, as_k(p->w[d]), 0);
-    CB_CALL(field_padded_c2r(f, p->w[d]));
-  }
+  grad_all(p, z_k, filter, c2r_scale(f));
+  for (int d = 0; d < 3; d++) CB_CALL(field_padded_c2r(f, p->w[d]));
   for (ptrdiff_t il = 0, r = 0; il < f->local_n0; il++) {
     const double qx = ((double)(f->local_0_start + il) + 0.5) * h;
     for (ptrdiff_t j = 0; j < n; j++, r++) {
@@ -254,9 +268,15 @@ static void rows_out(const field *f, const double *buf, double *out) {
     memcpy(out + r * n, buf + r * stride, (size_t)n * sizeof(double));
 }
 
-static int forward_k(lpt *p, const fftw_complex *delta_k, double *pos) {
+static int forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos) {
   field *f = p->f;
-  if (p->order == 1) return positions_from(p, delta_k, pos);
+  if (p->order == 1) return positions_from(p, in_k, filter, pos);
+  /* order 2 reads delta_L(k) seven times: filter it once */
+  const fftw_complex *delta_k = in_k;
+  if (filter) {
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) p->dk[m] = filter[m] * in_k[m];
+    delta_k = p->dk;
+  }
   double *w = p->w[0];
   for (int pr = 0; pr < 6; pr++) {
     apply_hess(p, pr, c2r_scale(f), delta_k, as_k(w), 0);
@@ -273,12 +293,12 @@ static int forward_k(lpt *p, const fftw_complex *delta_k, double *pos) {
   /* z = delta_L - D2 S: Psi = i k/k^2 z gives Psi1 + D2 grad phi2 (grad phi2 = -i k/k^2 S) */
   const fftw_complex *sk = as_k(w);
   for (ptrdiff_t m = 0; m < f->n_complex_local; m++) p->dk[m] = delta_k[m] - LPT_D2 * sk[m];
-  return positions_from(p, p->dk, pos);
+  return positions_from(p, p->dk, NULL, pos);
 }
 
-int lpt_forward_k(lpt *p, const fftw_complex *delta_k, double *pos) {
+int lpt_forward_k(lpt *p, const fftw_complex *delta_k, const double *filter, double *pos) {
   logevent_begin(LOGEVENT_LPT);
-  int st = forward_k(p, delta_k, pos);
+  int st = forward_k(p, delta_k, filter, pos);
   logevent_end(LOGEVENT_LPT);
   CB_CALL(st);
   return CB_OK;
@@ -286,13 +306,14 @@ int lpt_forward_k(lpt *p, const fftw_complex *delta_k, double *pos) {
 
 int lpt_forward(lpt *p, const double *delta_L, double *pos) {
   CB_CALL(field_r2c(p->f, delta_L, p->dk));
-  CB_CALL(lpt_forward_k(p, p->dk, pos)); /* order 2 overwrites dk in place: fine */
+  CB_CALL(lpt_forward_k(p, p->dk, NULL, pos)); /* order 2 overwrites dk in place: fine */
   return CB_OK;
 }
 
-/* g_k = sum_d conj(M_d) W_d with M_d = i kn_d / k^2, i.e. -i (kn_x W_0 + kn_y W_1 + kn_z W_2)
- * / k^2: the transpose of the three gradients at once, in one pass. */
-static void grad_transpose_sum(const lpt *p, fftw_complex *g_k) {
+/* g_k = filter sum_d conj(M_d) W_d with M_d = i kn_d / k^2, i.e. -i (kn_x W_0 + kn_y W_1 +
+ * kn_z W_2) / k^2 (times filter, when not NULL): the transpose of the three gradients at once,
+ * in one pass. */
+static void grad_transpose_sum(const lpt *p, const double *filter, fftw_complex *g_k) {
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
   const double *kz = p->kzpow[1];
@@ -304,18 +325,20 @@ static void grad_transpose_sum(const lpt *p, fftw_complex *g_k) {
       const double *restrict ik = p->inv_k2 + row;
       const double *restrict w0 = p->w[0] + 2 * row, *restrict w1 = p->w[1] + 2 * row;
       const double *restrict w2 = p->w[2] + 2 * row;
+      const double *restrict fl = filter ? filter + row : NULL;
       double *restrict g = (double *)(g_k + row);
       for (ptrdiff_t c = 0; c < nc; c++) {
         const double sr = kx * w0[2 * c] + ky * w1[2 * c] + kz[c] * w2[2 * c];
         const double si = kx * w0[2 * c + 1] + ky * w1[2 * c + 1] + kz[c] * w2[2 * c + 1];
-        g[2 * c] = ik[c] * si;
-        g[2 * c + 1] = -ik[c] * sr;
+        const double a = fl ? ik[c] * fl[c] : ik[c];
+        g[2 * c] = a * si;
+        g[2 * c + 1] = -a * sr;
       }
     }
   }
 }
 
-static int adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k) {
+static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_complex *g_k) {
   field *f = p->f;
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
   /* the three components of g_pos into the three padded buffers, in one pass */
@@ -329,8 +352,11 @@ static int adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k) {
     }
   }
   for (int d = 0; d < 3; d++) CB_CALL(field_padded_r2c(f, p->w[d]));
-  grad_transpose_sum(p, g_k);
-  if (p->order == 1) return CB_OK;
+  if (p->order == 1) {
+    grad_transpose_sum(p, filter, g_k);
+    return CB_OK;
+  }
+  grad_transpose_sum(p, NULL, g_k);
   /* g_k now holds G_z, the gradient with respect to z = delta_L - D2 S */
   double *w = p->w[0];
   fftw_complex *wk = as_k(w);
@@ -354,19 +380,21 @@ static int adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k) {
     CB_CALL(field_padded_r2c(f, w));
     apply_hess(p, pr, s, wk, g_k, 1); /* m_ab is real and even: its own transpose */
   }
+  if (filter)
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) g_k[m] *= filter[m];
   return CB_OK;
 }
 
-int lpt_adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k) {
+int lpt_adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_complex *g_k) {
   logevent_begin(LOGEVENT_LPT_ADJOINT);
-  int st = adjoint_k(p, g_pos, g_k);
+  int st = adjoint_k(p, g_pos, filter, g_k);
   logevent_end(LOGEVENT_LPT_ADJOINT);
   CB_CALL(st);
   return CB_OK;
 }
 
 int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L) {
-  CB_CALL(lpt_adjoint_k(p, g_pos, p->dk));
+  CB_CALL(lpt_adjoint_k(p, g_pos, NULL, p->dk));
   CB_CALL(field_c2r(p->f, p->dk, g_delta_L));
   return CB_OK;
 }

@@ -95,6 +95,31 @@ static void test_round_trip(MPI_Comm comm) {
   k0 = field_allreduce_sum(f, k0) / ((double)n * n * n);
   TEST_CLOSE(mean, k0, 1e-12, "field_sum mean vs f(k = 0) / N^3");
 
+  /* the padded transforms, on a buffer of the caller's and on the field's own: the same
+   * numbers as field_r2c / field_c2r (the c2r without 1/N^3) */
+  double *pb = field_alloc_padded(f);
+  const ptrdiff_t stride = field_work_stride(f);
+  TEST_CHECK(pb != NULL && stride == 2 * f->nc, "field_alloc_padded, stride %td", stride);
+  for (int own = 0; own < 2 && pb; own++) {
+    double *buf = own ? field_work(f) : pb;
+    for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+      for (ptrdiff_t k = 0; k < n; k++) buf[r * stride + k] = x[r * n + k];
+    TEST_STATUS(field_padded_r2c(f, buf), CB_OK, "field_padded_r2c");
+    const fftw_complex *bk = (const fftw_complex *)buf;
+    double ek = 0;
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) ek = fmax(ek, cabs(bk[m] - xk[m]));
+    TEST_CHECK(ek == 0, "field_padded_r2c (%s buffer) differs from field_r2c by %g",
+               own ? "the field's" : "a caller's", ek);
+    TEST_STATUS(field_padded_c2r(f, buf), CB_OK, "field_padded_c2r");
+    double er = 0;
+    for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+      for (ptrdiff_t k = 0; k < n; k++)
+        er = fmax(er, fabs(buf[r * stride + k] / ((double)n * n * n) - x[r * n + k]));
+    TEST_CHECK(er < 1e-13, "field_padded_c2r (%s buffer): round trip error %g",
+               own ? "the field's" : "a caller's", er);
+  }
+  fftw_free(pb);
+
   /* field_owner against the slabs every rank reports */
   long *starts = calloc((size_t)f->size, sizeof(long)),
        *counts = calloc((size_t)f->size, sizeof(long));

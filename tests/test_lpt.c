@@ -154,11 +154,43 @@ static void check_adjoint(MPI_Comm comm) {
                           : "2LPT adjoint vs finite differences");
     /* lpt_adjoint_k + c2r gives the same */
     fftw_complex *gk = field_alloc_complex(f);
-    TEST_STATUS(lpt_adjoint_k(l, c, gk), CB_OK, "lpt_adjoint_k");
+    TEST_STATUS(lpt_adjoint_k(l, c, NULL, gk), CB_OK, "lpt_adjoint_k");
     field_c2r(f, gk, g2);
     double e = 0;
     for (ptrdiff_t p = 0; p < nl; p++) e = fmax(e, fabs(g2[p] - g[p]));
     TEST_CHECK(e < 1e-12 * (1 + fabs(an)), "lpt_adjoint_k differs from lpt_adjoint by %.3g", e);
+    /* a filter on the way: lpt_forward_k(in, filter) = lpt_forward_k(filter * in), and
+     * lpt_adjoint_k(filter) = filter * lpt_adjoint_k (a filter that is not 1, nor even flat) */
+    fftw_complex *dk = field_alloc_complex(f), *fk = field_alloc_complex(f);
+    fftw_complex *gf = field_alloc_complex(f);
+    double *flt =
+        malloc((size_t)(f->n_complex_local > 0 ? f->n_complex_local : 1) * sizeof(double));
+    double *pos2 = malloc(3 * (size_t)nl * sizeof(double));
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++)
+      flt[m] = 0.37 + 1.9 * sin(0.013 * (double)(m + f->local_0_start * n * f->nc)) *
+                          sin(0.013 * (double)(m + f->local_0_start * n * f->nc));
+    field_r2c(f, delta, dk);
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fk[m] = flt[m] * dk[m];
+    TEST_STATUS(lpt_forward_k(l, fk, NULL, pos), CB_OK, "lpt_forward_k");
+    TEST_STATUS(lpt_forward_k(l, dk, flt, pos2), CB_OK, "lpt_forward_k with a filter");
+    e = 0;
+    for (ptrdiff_t i = 0; i < 3 * nl; i++) e = fmax(e, fabs(pos2[i] - pos[i]));
+    TEST_CHECK(e < 1e-11 * L, "order %d: lpt_forward_k with a filter differs by %.3g", order, e);
+    TEST_STATUS(lpt_adjoint_k(l, c, NULL, gk), CB_OK, "lpt_adjoint_k");
+    TEST_STATUS(lpt_adjoint_k(l, c, flt, gf), CB_OK, "lpt_adjoint_k with a filter");
+    double gmax = 0;
+    e = 0;
+    for (ptrdiff_t m = 0; m < f->n_complex_local; m++) {
+      e = fmax(e, cabs(gf[m] - flt[m] * gk[m]));
+      gmax = fmax(gmax, cabs(gk[m]));
+    }
+    TEST_CHECK(e <= 1e-13 * gmax, "order %d: lpt_adjoint_k with a filter differs by %.3g", order,
+               e);
+    free(flt);
+    free(pos2);
+    fftw_free(dk);
+    fftw_free(fk);
+    fftw_free(gf);
     fftw_free(gk);
     lpt_destroy(&l);
   }

@@ -26,16 +26,21 @@ int lpt_order(const lpt *p);
 /* pos = q + Psi(delta_L), wrapped into [0, L). delta_L: n_real_local values. Collective. */
 int lpt_forward(lpt *p, const double *delta_L, double *pos);
 /* The same from the half-complex transform of delta_L (field_r2c of it; n_complex_local
- * values, Hermitian): saves one FFT when the caller has it. Collective. */
-int lpt_forward_k(lpt *p, const fftw_complex *delta_k, double *pos);
+ * values, Hermitian): saves one FFT when the caller has it. With filter (n_complex_local real,
+ * even values, or NULL for 1), delta_L(k) = filter(k) in_k(k): a linear filter such as
+ * sqrt(P(k)/V) applied on the way, with no pass of its own. in_k may be the field's work
+ * buffer (lpt transforms in buffers of its own). Collective. */
+int lpt_forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos);
 
 /* Given g_pos = dF/dpos (3 per particle, Lagrangian order), return g_delta_L = dF/d delta_L
  * at the last forward call's delta_L (only 2LPT depends on it). g_pos and g_delta_L must not
  * alias. Collective. */
 int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L);
-/* The same, returned as half-complex G with g_delta_L = field_c2r(G) (Hermitian, so that
- * a following real-even filter can act on it without a further r2c). Collective. */
-int lpt_adjoint_k(lpt *p, const double *g_pos, fftw_complex *g_k);
+/* The same, returned as half-complex G with g_delta_L = field_c2r(G) (Hermitian), times
+ * filter (as in lpt_forward_k, or NULL): with the filter of lpt_forward_k, G is the
+ * gradient with respect to in_k's real-space field. g_k may be the field's work buffer.
+ * Collective. */
+int lpt_adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_complex *g_k);
 
 /* Lagrangian coordinate component d (0, 1, 2) of local particle p. Not collective. */
 double lpt_q(const field *f, ptrdiff_t p, int d);
