@@ -186,7 +186,7 @@ static double particle_mass(const cic *c) {
  * that the cloud of a particle AHEAD places further on will touch: consecutive particles
  * reach cells of other rows (their displacements differ), so without it most of a pass
  * waits on the first load of each row. A hint only: out-of-slab or unusual positions skip it. */
-enum { CIC_AHEAD = 24 };
+enum { CIC_AHEAD = 12 };
 #if defined(__GNUC__)
 #define CIC_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
 #else
