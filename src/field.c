@@ -98,10 +98,26 @@ fftw_complex *field_alloc_complex(const field *f) {
   return p;
 }
 
-int field_r2c(field *f, const double *in, fftw_complex *out) {
+void field_padded_load(const field *f, const double *in, double *buf) {
   const ptrdiff_t n = f->n, pad = 2 * f->nc;
   for (ptrdiff_t row = 0; row < f->local_n0 * n; row++)
-    memcpy(f->work + row * pad, in + row * n, (size_t)n * sizeof(double));
+    memcpy(buf + row * pad, in + row * n, (size_t)n * sizeof(double));
+}
+
+void field_padded_store(const field *f, const double *buf, double scale, double *out) {
+  const ptrdiff_t n = f->n, pad = 2 * f->nc;
+  for (ptrdiff_t row = 0; row < f->local_n0 * n; row++) {
+    const double *src = buf + row * pad;
+    double *dst = out + row * n;
+    if (scale == 1.0)
+      memcpy(dst, src, (size_t)n * sizeof(double));
+    else
+      for (ptrdiff_t k = 0; k < n; k++) dst[k] = scale * src[k];
+  }
+}
+
+int field_r2c(field *f, const double *in, fftw_complex *out) {
+  field_padded_load(f, in, f->work);
   CB_CALL(field_padded_r2c(f, f->work));
   memcpy(out, f->work, (size_t)f->n_complex_local * sizeof(fftw_complex));
   return CB_OK;
@@ -131,15 +147,10 @@ int field_padded_c2r(field *f, double *buf) {
 }
 
 int field_c2r(field *f, const fftw_complex *in, double *out) {
-  const ptrdiff_t n = f->n, pad = 2 * f->nc;
-  const double scale = 1.0 / ((double)n * (double)n * (double)n);
+  const double n = (double)f->n;
   memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
   CB_CALL(field_padded_c2r(f, f->work));
-  for (ptrdiff_t row = 0; row < f->local_n0 * n; row++) {
-    const double *src = f->work + row * pad;
-    double *dst = out + row * n;
-    for (ptrdiff_t k = 0; k < n; k++) dst[k] = scale * src[k];
-  }
+  field_padded_store(f, f->work, 1.0 / (n * n * n), out);
   return CB_OK;
 }
 

@@ -73,12 +73,10 @@ void forward_destroy(forward **pfw) {
 int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
-  const ptrdiff_t n = f->n, stride = field_work_stride(f);
   double *w = field_work(f);
   fw->have_run = 0;
   /* r2c(s) in the work buffer; LPT applies the filter as it reads it */
-  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
-    memcpy(w + r * stride, s + r * n, (size_t)n * sizeof(double));
+  field_padded_load(f, s, w);
   CB_CALL(field_padded_r2c(f, w));
   CB_CALL(lpt_forward_k(fw->lpt, (const fftw_complex *)w, amp, fw->pos));
   if (delta_L) {
@@ -96,18 +94,13 @@ int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
   CB_CHECK(fw->have_run, CB_ERR_INTERNAL, "forward_adjoint before a successful forward_run");
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
-  const ptrdiff_t n = f->n, stride = field_work_stride(f);
-  const double scale = 1.0 / ((double)n * (double)n * (double)n);
+  const double n = (double)f->n;
   CB_CALL(cic_adjoint_last(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, g_delta, fw->g_pos));
   /* G times the filter straight into the work buffer, c2r, and 1/N^3 on the way out */
   double *w = field_work(f);
   CB_CALL(lpt_adjoint_k(fw->lpt, fw->g_pos, amp, (fftw_complex *)w));
   CB_CALL(field_padded_c2r(f, w));
-  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++) {
-    const double *src = w + r * stride;
-    double *dst = g_s + r * n;
-    for (ptrdiff_t k = 0; k < n; k++) dst[k] = scale * src[k];
-  }
+  field_padded_store(f, w, 1.0 / (n * n * n), g_s);
   return CB_OK;
 }
 

@@ -261,13 +261,6 @@ static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter,
   return CB_OK;
 }
 
-/* Copy the real rows of a padded buffer out (after field_padded_c2r, scale folded in). */
-static void rows_out(const field *f, const double *buf, double *out) {
-  const ptrdiff_t n = f->n, stride = field_work_stride(f);
-  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
-    memcpy(out + r * n, buf + r * stride, (size_t)n * sizeof(double));
-}
-
 static int forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos) {
   field *f = p->f;
   if (p->order == 1) return positions_from(p, in_k, filter, pos);
@@ -281,7 +274,7 @@ static int forward_k(lpt *p, const fftw_complex *in_k, const double *filter, dou
   for (int pr = 0; pr < 6; pr++) {
     apply_hess(p, pr, c2r_scale(f), delta_k, as_k(w), 0);
     CB_CALL(field_padded_c2r(f, w));
-    rows_out(f, w, p->phi[pr]);
+    field_padded_store(f, w, 1.0, p->phi[pr]);
   }
   double *const *ph = p->phi;
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
@@ -362,7 +355,7 @@ static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_com
   fftw_complex *wk = as_k(w);
   for (ptrdiff_t m = 0; m < f->n_complex_local; m++) wk[m] = c2r_scale(f) * g_k[m];
   CB_CALL(field_padded_c2r(f, w));
-  rows_out(f, w, p->gz);
+  field_padded_store(f, w, 1.0, p->gz);
   double *const *ph = p->phi;
   const double s = -LPT_D2;
   for (int pr = 0; pr < 6; pr++) {

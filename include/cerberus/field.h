@@ -69,6 +69,10 @@ static inline ptrdiff_t field_work_stride(const field *f) { /* Not collective. *
 }
 double *field_alloc_padded(const field *f); /* zeroed; free with fftw_free. Not collective. */
 int field_padded_r2c(field *f, double *buf);
+/* Copy an unpadded real field into a padded buffer's rows, and rows out times scale (1/N^3
+ * after field_padded_c2r, or 1). Not collective. */
+void field_padded_load(const field *f, const double *in, double *buf);
+void field_padded_store(const field *f, const double *buf, double scale, double *out);
 int field_padded_c2r(field *f, double *buf);
 
 /* Wave number component of index a in [0, n): 2 pi / L * (a < n/2 ? a : a - n). */
