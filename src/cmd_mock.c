@@ -197,6 +197,7 @@ static int draw(const mock_config *cfg, mock_state *S) {
   if (cfg->truth == TRUTH_STPBS) {
     size_t np;
     const double *pos = forward_positions(S->fw, &np);
+    CB_CHECK(pos != NULL, CB_ERR_MEM, "out of memory for the positions of %zu particles", np);
     CB_CALL(mock_environment(f, S->delta_L, cfg->radius, np, pos, S->env));
     CB_CALL(mock_stpbs_create(S->m, S->c, S->delta, S->env, &S->stpbs));
     CB_CALL(mock_sample(S->m, cfg->ic.seed, mock_stpbs_dndlnm, S->stpbs, S->expected, &S->cat));

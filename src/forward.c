@@ -10,6 +10,11 @@
  * cic_adjoint_last (only the gradients of particles that migrated travel back),
  * lpt_adjoint_k with the same real, even filter (G with g_s = c2r(G)) written straight into
  * the work buffer, one c2r.
+ * No array of positions is made: the cloud-in-cell deposit reads the displacements in LPT's
+ * three FFT buffers (cic_assign_lattice, starting from -1 so that it returns delta = rho - 1
+ * itself), and its adjoint writes dF/dPsi back into them, where LPT's adjoint transforms
+ * them. This saves writing and reading 3 doubles per particle each way. Positions are made
+ * only when a caller asks for them (forward_positions).
  * Since delta = rho - 1, dF/drho = dF/ddelta. FFTs per forward + adjoint: 1LPT 4 + 4,
  * 2LPT 11 + 11 (one more if delta_L is requested). */
 #include "cerberus/forward.h"
@@ -27,10 +32,11 @@ struct forward {
   ic_filter *flt;
   lpt *lpt;
   cic *cic;
-  fftw_complex *sk; /* s(k), then delta_L(k); in the adjoint, G */
-  double *pos;      /* 3 * n_real_local */
-  double *g_pos;    /* 3 * n_real_local */
+  fftw_complex *sk; /* delta_L(k), when delta_L is requested */
+  double *pos;      /* 3 * n_real_local, made by forward_positions */
   int have_run;
+  int psi_valid; /* LPT's buffers hold the last run's Psi (not yet the adjoint's gradient) */
+  int pos_valid; /* pos holds the last run's positions */
 };
 
 int forward_create(field *f, const cosmology *c, int lpt_order, forward **out) {
@@ -45,11 +51,8 @@ int forward_create(field *f, const cosmology *c, int lpt_order, forward **out) {
     forward_destroy(&fw);
     CB_CALL(st);
   }
-  const size_t np = (size_t)f->n_real_local;
   fw->sk = field_alloc_complex(f);
-  fw->pos = malloc(3 * (np ? np : 1) * sizeof(double));
-  fw->g_pos = malloc(3 * (np ? np : 1) * sizeof(double));
-  if (!fw->sk || !fw->pos || !fw->g_pos) {
+  if (!fw->sk) {
     forward_destroy(&fw);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the forward model of a %td^3 grid", f->n);
   }
@@ -65,7 +68,6 @@ void forward_destroy(forward **pfw) {
   cic_destroy(&fw->cic);
   fftw_free(fw->sk);
   free(fw->pos);
-  free(fw->g_pos);
   free(fw);
   *pfw = NULL;
 }
@@ -74,18 +76,20 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
   double *w = field_work(f);
-  fw->have_run = 0;
+  fw->have_run = fw->psi_valid = fw->pos_valid = 0;
   /* r2c(s) in the work buffer; LPT applies the filter as it reads it */
   field_padded_load(f, s, w);
   CB_CALL(field_padded_r2c(f, w));
-  CB_CALL(lpt_forward_k(fw->lpt, (const fftw_complex *)w, amp, fw->pos));
+  CB_CALL(lpt_displace_k(fw->lpt, (const fftw_complex *)w, amp));
   if (delta_L) {
     const fftw_complex *wk = (const fftw_complex *)w;
     for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] = amp[m] * wk[m];
     CB_CALL(field_c2r(f, fw->sk, delta_L));
   }
-  CB_CALL(cic_assign(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, delta));
-  for (ptrdiff_t i = 0; i < f->n_real_local; i++) delta[i] -= 1.0;
+  ptrdiff_t stride;
+  double *const *psi = lpt_displacements(fw->lpt, &stride);
+  fw->psi_valid = 1;
+  CB_CALL(cic_assign_lattice(fw->cic, psi, stride, -1.0, delta));
   fw->have_run = 1;
   return CB_OK;
 }
@@ -95,16 +99,28 @@ int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
   const double n = (double)f->n;
-  CB_CALL(cic_adjoint_last(fw->cic, (size_t)f->n_real_local, fw->pos, NULL, g_delta, fw->g_pos));
+  CB_CHECK(fw->psi_valid, CB_ERR_INTERNAL, "a second forward_adjoint after one forward_run");
+  ptrdiff_t stride;
+  double *const *psi = lpt_displacements(fw->lpt, &stride);
+  fw->psi_valid = 0; /* from here the buffers hold dF/dPsi, then LPT's transforms */
+  CB_CALL(cic_adjoint_lattice(fw->cic, psi, stride, g_delta));
   /* G times the filter straight into the work buffer, c2r, and 1/N^3 on the way out */
   double *w = field_work(f);
-  CB_CALL(lpt_adjoint_k(fw->lpt, fw->g_pos, amp, (fftw_complex *)w));
+  CB_CALL(lpt_adjoint_disp_k(fw->lpt, amp, (fftw_complex *)w));
   CB_CALL(field_padded_c2r(f, w));
   field_padded_store(f, w, 1.0 / (n * n * n), g_s);
   return CB_OK;
 }
 
-const double *forward_positions(const forward *fw, size_t *np) {
-  if (np) *np = (size_t)fw->f->n_real_local;
+const double *forward_positions(forward *fw, size_t *np) {
+  const size_t n = (size_t)fw->f->n_real_local;
+  if (np) *np = n;
+  if (!fw->pos_valid) {
+    if (!fw->psi_valid) return NULL;
+    if (!fw->pos) fw->pos = malloc(3 * (n ? n : 1) * sizeof(double));
+    if (!fw->pos) return NULL;
+    lpt_positions(fw->lpt, fw->pos);
+    fw->pos_valid = 1;
+  }
   return fw->pos;
 }

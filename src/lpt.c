@@ -235,15 +235,12 @@ static void grad_all(const lpt *p, const fftw_complex *z_k, const double *filter
   }
 }
 
-/* z_k (times filter): the potential source (delta_L, or delta_L + 3/7 S); writes positions.
- * The three components are multiplied straight into the three padded buffers (with 1/N^3),
- * transformed, and read in one pass that writes each particle's x, y, z together. */
-static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter, double *pos) {
-  field *f = p->f;
+/* Positions from the displacements in the three buffers: one pass that writes each
+ * particle's x, y, z together, wrapped. */
+static void positions_of(const lpt *p, double *pos) {
+  const field *f = p->f;
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
   const double h = f->L / (double)n, L = f->L;
-  grad_all(p, z_k, filter, c2r_scale(f));
-  for (int d = 0; d < 3; d++) CB_CALL(field_padded_c2r(f, p->w[d]));
   for (ptrdiff_t il = 0, r = 0; il < f->local_n0; il++) {
     const double qx = ((double)(f->local_0_start + il) + 0.5) * h;
     for (ptrdiff_t j = 0; j < n; j++, r++) {
@@ -258,6 +255,16 @@ static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter,
       }
     }
   }
+}
+
+/* z_k (times filter): the potential source (delta_L, or delta_L + 3/7 S). The three
+ * components of Psi are multiplied straight into the three padded buffers (with 1/N^3) and
+ * transformed there; positions are written unless pos is NULL. */
+static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter, double *pos) {
+  field *f = p->f;
+  grad_all(p, z_k, filter, c2r_scale(f));
+  for (int d = 0; d < 3; d++) CB_CALL(field_padded_c2r(f, p->w[d]));
+  if (pos) positions_of(p, pos);
   return CB_OK;
 }
 
@@ -297,6 +304,20 @@ int lpt_forward_k(lpt *p, const fftw_complex *delta_k, const double *filter, dou
   return CB_OK;
 }
 
+int lpt_displace_k(lpt *p, const fftw_complex *in_k, const double *filter) {
+  CB_CALL(lpt_forward_k(p, in_k, filter, NULL));
+  return CB_OK;
+}
+
+double *const *lpt_displacements(lpt *p, ptrdiff_t *stride) {
+  if (stride) *stride = field_work_stride(p->f);
+  return p->w;
+}
+
+void lpt_positions(const lpt *p, double *pos) {
+  positions_of(p, pos);
+}
+
 int lpt_forward(lpt *p, const double *delta_L, double *pos) {
   CB_CALL(field_r2c(p->f, delta_L, p->dk));
   CB_CALL(lpt_forward_k(p, p->dk, NULL, pos)); /* order 2 overwrites dk in place: fine */
@@ -334,8 +355,9 @@ static void grad_transpose_sum(const lpt *p, const double *filter, fftw_complex 
 static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_complex *g_k) {
   field *f = p->f;
   const ptrdiff_t n = f->n, stride = field_work_stride(f);
-  /* the three components of g_pos into the three padded buffers, in one pass */
-  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++) {
+  /* the three components of g_pos into the three padded buffers, in one pass (unless the
+   * caller wrote them there) */
+  for (ptrdiff_t r = 0; g_pos && r < f->local_n0 * n; r++) {
     const double *in = g_pos + 3 * r * n;
     double *wx = p->w[0] + r * stride, *wy = p->w[1] + r * stride, *wz = p->w[2] + r * stride;
     for (ptrdiff_t k = 0; k < n; k++) {
@@ -383,6 +405,11 @@ int lpt_adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_comple
   int st = adjoint_k(p, g_pos, filter, g_k);
   logevent_end(LOGEVENT_LPT_ADJOINT);
   CB_CALL(st);
+  return CB_OK;
+}
+
+int lpt_adjoint_disp_k(lpt *p, const double *filter, fftw_complex *g_k) {
+  CB_CALL(lpt_adjoint_k(p, NULL, filter, g_k));
   return CB_OK;
 }
 

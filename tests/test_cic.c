@@ -1,6 +1,8 @@
 /* test_cic: cloud-in-cell with migration against a brute-force serial deposit, mean density,
  * particle and mass conservation under displacements of more than one slab and across the
- * periodic edge, the adjoint against central differences, and non-finite positions. */
+ * periodic edge, the adjoint against central differences, and non-finite positions; the
+ * lattice entry points (displacements in padded rows) against the same particles given as
+ * positions. */
 #include "cerberus/cic.h"
 #include "cerberus/field.h"
 #include "cerberus/lpt.h"
@@ -193,6 +195,73 @@ static void check_adjoint(field *f) {
   gsl_rng_free(r);
 }
 
+/* cic_assign_lattice / cic_adjoint_lattice against cic_assign / cic_adjoint_last of the
+ * same particles as positions: displacements of shift L along x, 0.7 L along y, and up to
+ * 3 cells of jitter on every axis (migration over more than one slab, across every periodic
+ * edge), read from rows of field_work_stride values. */
+static void check_lattice(field *f, double shift) {
+  const ptrdiff_t nl = f->n_real_local, n = f->n, rs = field_work_stride(f);
+  const double h = f->L / (double)n;
+  double *disp[3], *pos = malloc(3 * (size_t)nl * sizeof(double));
+  double *gp = malloc(3 * (size_t)nl * sizeof(double));
+  for (int d = 0; d < 3; d++) disp[d] = field_alloc_padded(f);
+  for (ptrdiff_t p = 0; p < nl; p++) {
+    const ptrdiff_t e = (p / n) * rs + p % n, g = p + f->local_0_start * n * n;
+    for (int d = 0; d < 3; d++) {
+      const double big = d == 0 ? shift * f->L : d == 1 ? 0.7 * f->L : 0.0;
+      disp[d][e] = big + 3.0 * h * sin(0.37 * (double)g + 1.9 * d) * cos(0.011 * (double)g);
+      pos[3 * p + d] = lpt_q(f, p, d) + disp[d][e];
+    }
+  }
+  cic *c = NULL;
+  TEST_STATUS(cic_create(f, &c), CB_OK, "cic_create");
+  double *rho = field_alloc_real(f), *delta = field_alloc_real(f), *cv = field_alloc_real(f);
+  for (ptrdiff_t i = 0; i < nl; i++) cv[i] = sin(0.9 * (double)(i + f->local_0_start * n * n));
+  TEST_STATUS(cic_assign(c, (size_t)nl, pos, NULL, rho), CB_OK, "cic_assign");
+  const size_t held = cic_n_local(c);
+  TEST_STATUS(cic_adjoint_last(c, (size_t)nl, pos, NULL, cv, gp), CB_OK, "cic_adjoint_last");
+  TEST_STATUS(cic_adjoint_lattice(c, disp, rs, cv), CB_ERR_INTERNAL,
+              "cic_adjoint_lattice after an assign of positions");
+  status_clear();
+  TEST_STATUS(cic_assign_lattice(c, disp, rs, -1.0, delta), CB_OK, "cic_assign_lattice");
+  TEST_CHECK(cic_n_local(c) == held, "shift %g: the lattice leaves %zu particles here, not %zu",
+             shift, cic_n_local(c), held);
+  double e = 0;
+  for (ptrdiff_t i = 0; i < nl; i++) e = fmax(e, fabs(delta[i] - (rho[i] - 1.0)));
+  e = field_allreduce_sum(f, e); /* the sum over ranks bounds every rank's error */
+  TEST_CHECK(e < 1e-12, "shift %g: the lattice deposit differs from positions by %.3g", shift, e);
+  TEST_CHECK(fabs(field_sum(f, delta)) < 1e-9, "the lattice's delta sums to %.3g, not 0",
+             field_sum(f, delta));
+  TEST_STATUS(cic_adjoint_last(c, (size_t)nl, pos, NULL, cv, gp), CB_ERR_INTERNAL,
+              "cic_adjoint_last after a lattice assign");
+  status_clear();
+  TEST_STATUS(cic_adjoint_lattice(c, disp, rs, cv), CB_OK, "cic_adjoint_lattice");
+  double gmax = 0;
+  e = 0;
+  for (ptrdiff_t p = 0; p < nl; p++)
+    for (int d = 0; d < 3; d++) {
+      const double a = disp[d][(p / n) * rs + p % n], b = gp[3 * p + d];
+      e = fmax(e, fabs(a - b));
+      gmax = fmax(gmax, fabs(b));
+    }
+  TEST_CHECK(e <= 1e-12 * gmax, "shift %g: the lattice adjoint differs by %.3g (max %.3g)", shift,
+             e, gmax);
+  /* a NaN displacement on the last rank: CB_ERR_NUMERIC everywhere, and no adjoint after */
+  if (f->rank == f->size - 1) disp[2][rs + 1] = NAN;
+  TEST_STATUS(cic_assign_lattice(c, disp, rs, 0.0, delta), CB_ERR_NUMERIC,
+              "cic_assign_lattice with a NaN");
+  TEST_STATUS(cic_adjoint_lattice(c, disp, rs, cv), CB_ERR_INTERNAL,
+              "cic_adjoint_lattice after a failure");
+  status_clear();
+  for (int d = 0; d < 3; d++) fftw_free(disp[d]);
+  fftw_free(rho);
+  fftw_free(delta);
+  fftw_free(cv);
+  free(pos);
+  free(gp);
+  cic_destroy(&c);
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
@@ -203,6 +272,8 @@ int main(int argc, char **argv) {
     check_migration(f, 0.6);
     check_migration(f, -1.35);
     check_adjoint(f);
+    check_lattice(f, 0.6);
+    check_lattice(f, -1.35);
   }
   field_destroy(&f);
   return testing_finish();

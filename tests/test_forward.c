@@ -138,6 +138,16 @@ static void check_adjoint(MPI_Comm comm, const cosmology *cosmo) {
       m = fmax(m, fabs(g[i]));
     }
     TEST_CHECK(e <= 1e-12 * 2.5 * m, "adjoint not reproducible/linear: %.3g", e);
+    /* one adjoint per run: it works in the run's displacements, and positions made from
+     * them are only to be had before it */
+    TEST_STATUS(forward_adjoint(fw, cv, g), CB_ERR_INTERNAL, "a second forward_adjoint");
+    status_clear();
+    TEST_CHECK(forward_positions(fw, NULL) == NULL, "positions after the adjoint consumed them");
+    TEST_STATUS(forward_run(fw, s, NULL, delta), CB_OK, "forward_run");
+    const double *x1 = forward_positions(fw, NULL);
+    TEST_CHECK(x1 != NULL, "forward_positions after a run");
+    TEST_STATUS(forward_adjoint(fw, cv, t), CB_OK, "forward_adjoint after forward_positions");
+    TEST_CHECK(forward_positions(fw, NULL) == x1, "positions made before the adjoint are kept");
     forward_destroy(&fw);
     TEST_CHECK(fw == NULL, "forward_destroy leaves NULL");
   }

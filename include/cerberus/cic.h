@@ -40,6 +40,17 @@ int cic_adjoint(cic *c, size_t np, const double *pos, const double *weights, con
 int cic_adjoint_last(cic *c, size_t np, const double *pos, const double *weights,
                      const double *g_rho, double *g_pos);
 
+/* The same for the lattice of displaced voxel centres that LPT makes (one particle per local
+ * voxel, unit weights, x = q + Psi): Psi read from disp[0..2], each local_n0 * n rows of n
+ * values, stride apart (LPT's padded FFT buffers, say; read only), so that no array of
+ * positions is written or read. rho starts from offset (-1 gives delta = rho - 1 at no extra
+ * pass). Collective. */
+int cic_assign_lattice(cic *c, double *const disp[3], ptrdiff_t stride, double offset, double *rho);
+/* Its adjoint, in place: at the lattice of the last cic_assign_lattice, whose displacements
+ * disp still holds (CB_ERR_INTERNAL if the last assign was another), overwrites disp with
+ * dF/dPsi (= dF/dx) from g_rho = dF/drho. Collective. */
+int cic_adjoint_lattice(cic *c, double *const disp[3], ptrdiff_t stride, const double *g_rho);
+
 /* Particles this rank held after the last migration, and the total over ranks. Not collective. */
 size_t cic_n_local(const cic *c);
 size_t cic_n_total(const cic *c);

@@ -25,12 +25,15 @@ void forward_destroy(forward **fw); /* Not collective; accepts NULL, leaves NULL
 /* delta (out) from s; delta_L (out) too unless NULL. s may alias delta_L, not delta.
  * Collective. */
 int forward_run(forward *fw, const double *s, double *delta_L, double *delta);
-/* g_s = dF/ds from g_delta = dF/d delta, at the last forward_run. g_delta and g_s may alias.
- * Collective. */
+/* g_s = dF/ds from g_delta = dF/d delta, at the last forward_run: once per run (it uses the
+ * run's displacements as its workspace; a second call is CB_ERR_INTERNAL). g_delta and g_s
+ * may alias. Collective. */
 int forward_adjoint(forward *fw, const double *g_delta, double *g_s);
 
 /* Eulerian positions of the local particles of the last run (3 per particle, Lagrangian
- * order, before migration; *np = n_real_local). Not collective. */
-const double *forward_positions(const forward *fw, size_t *np);
+ * order, before migration; *np = n_real_local), made on the first call after the run (one
+ * pass; the array is allocated then and kept). NULL if forward_adjoint has consumed the run's
+ * displacements before any call, or without a successful run or memory. Not collective. */
+const double *forward_positions(forward *fw, size_t *np);
 
 #endif

@@ -32,6 +32,16 @@ int lpt_forward(lpt *p, const double *delta_L, double *pos);
  * buffer (lpt transforms in buffers of its own). Collective. */
 int lpt_forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos);
 
+/* lpt_forward_k without the positions: Psi is left in the object's three buffers
+ * (lpt_displacements), for a caller that reads it there (cic_assign_lattice). Collective. */
+int lpt_displace_k(lpt *p, const fftw_complex *in_k, const double *filter);
+/* The three buffers: Psi_x, Psi_y, Psi_z of the last forward call, each local_n0 * n rows of
+ * n values, *stride apart (stride may be NULL). The caller may overwrite them with dF/dPsi
+ * for lpt_adjoint_disp_k; lpt_positions needs them unchanged. Not collective. */
+double *const *lpt_displacements(lpt *p, ptrdiff_t *stride);
+/* Positions q + Psi, wrapped, from the buffers (as lpt_forward writes). Not collective. */
+void lpt_positions(const lpt *p, double *pos);
+
 /* Given g_pos = dF/dpos (3 per particle, Lagrangian order), return g_delta_L = dF/d delta_L
  * at the last forward call's delta_L (only 2LPT depends on it). g_pos and g_delta_L must not
  * alias. Collective. */
@@ -41,6 +51,10 @@ int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L);
  * gradient with respect to in_k's real-space field. g_k may be the field's work buffer.
  * Collective. */
 int lpt_adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_complex *g_k);
+
+/* lpt_adjoint_k with dF/dPsi (= dF/dpos) already in the three buffers of lpt_displacements,
+ * which it overwrites. Collective. */
+int lpt_adjoint_disp_k(lpt *p, const double *filter, fftw_complex *g_k);
 
 /* Lagrangian coordinate component d (0, 1, 2) of local particle p. Not collective. */
 double lpt_q(const field *f, ptrdiff_t p, int d);
