@@ -58,8 +58,8 @@ struct cic {
   double *grad; /* gradients of the received particles, 3 per particle */
   size_t grad_cap;
   double *grid;     /* (local_n0 + 1) planes of (n + 1) rows of rs: see the top */
-  cloud *row;       /* n: the clouds of one lattice row, computed before they are used */
-  ptrdiff_t *row_k; /* n: their columns */
+  cloud *row;       /* n: the usual clouds of one block of particles, before they are used */
+  size_t *row_p;    /* n: their particles */
   ptrdiff_t rs, ps; /* row and plane strides of grid */
   size_t np_last, n_leave, n_recv, n_total;
   int width; /* 3 (unit weights) or 4 */
@@ -82,8 +82,8 @@ int cic_create(field *f, cic **out) {
   c->plane_owner = calloc((size_t)f->n, sizeof(int));
   c->grid = fftw_alloc_real((size_t)((f->local_n0 + 1) * c->ps));
   c->row = malloc((size_t)f->n * sizeof *c->row);
-  c->row_k = malloc((size_t)f->n * sizeof *c->row_k);
-  if (!c->plane_owner || !c->grid || !c->row || !c->row_k) {
+  c->row_p = malloc((size_t)f->n * sizeof *c->row_p);
+  if (!c->plane_owner || !c->grid || !c->row || !c->row_p) {
     cic_destroy(&c);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the cloud-in-cell buffers of a %td^3 grid",
                     f->n);
@@ -105,7 +105,7 @@ void cic_destroy(cic **pc) {
   free(c->grad);
   fftw_free(c->grid);
   free(c->row);
-  free(c->row_k);
+  free(c->row_p);
   free(c);
   *pc = NULL;
 }
@@ -185,13 +185,11 @@ static double particle_mass(const cic *c) {
 }
 
 /* Software prefetch of the four rows (the cells k0 and k0 + 1 share a line but at its end)
- * that the cloud of a particle further on will touch: consecutive particles reach cells of
- * other rows (their displacements differ), so without it much of a pass waits on the first
- * load of each row. CIC_AHEAD particles ahead for the caller's positions, CIC_AHEAD_ROW
- * clouds ahead within a lattice row, whose clouds are computed first (measured at 128^3 on
- * one rank: 24 to 48 equally good, 6, 12 and 96 worse). A hint only: unusual positions skip
- * it. */
-enum { CIC_AHEAD = 12, CIC_AHEAD_ROW = 32 };
+ * that a queued cloud CIC_AHEAD places further on in its block will touch: consecutive
+ * particles reach cells of other rows (their displacements differ), so without it much of a
+ * pass waits on the first load of each row (measured on LPT particles at 128^3 on one rank:
+ * 24 to 48 ahead equally good, 6, 12 and 96 worse). A hint only. */
+enum { CIC_AHEAD = 32 };
 #if defined(__GNUC__)
 #define CIC_PREFETCH(addr, rw) __builtin_prefetch((addr), (rw), 3)
 #else
@@ -210,14 +208,6 @@ static inline void prefetch_at(const cic *c, ptrdiff_t o, int rw) {
     CIC_PREFETCH(g + c->ps, 0);
     CIC_PREFETCH(g + c->ps + c->rs, 0);
   }
-}
-
-static inline void prefetch_cloud(const cic *c, double ux, double uy, double uz, int rw) {
-  const field *f = c->f;
-  const double nd = (double)f->n, ul = ux - (double)f->local_0_start;
-  if (!(ul >= 0.0 && ul < (double)f->local_n0 && uy >= 0.0 && uy < nd && uz >= 0.0 && uz < nd))
-    return;
-  prefetch_at(c, (ptrdiff_t)ul * c->ps + (ptrdiff_t)uy * c->rs + (ptrdiff_t)uz, rw);
 }
 
 static inline void deposit_one(const cic *c, const cloud *cl, double mw) {
@@ -324,17 +314,53 @@ static inline void source_u(const cic *c, const source *s, size_t p, double u[3]
   u[2] = (double)k + s->disp[2][e] * inv_h;
 }
 
-/* One particle of the scan: deposited (when deposit is set, with mass mw) if its lower plane
- * is local, else listed to leave. */
-static inline int scan_one(cic *c, size_t p, double ux, double uy, double uz, double mw,
-                           int deposit, size_t *nleave) {
+/* Particles go in blocks of n (the grid side): a lattice row, or n consecutive positions. */
+static inline ptrdiff_t n_blocks(const cic *c, const source *s) {
+  const ptrdiff_t n = c->f->n;
+  return s->disp ? c->f->local_n0 * n : ((ptrdiff_t)s->np + n - 1) / n;
+}
+
+/* Where the gradient of particle p (of block b, first particle p0) goes. */
+static inline void store_gradient(const source *s, ptrdiff_t b, size_t p0, size_t p,
+                                  const double g[3], double *g_pos) {
+  if (s->disp) {
+    const ptrdiff_t e = b * s->stride + (ptrdiff_t)(p - p0);
+    for (int d = 0; d < 3; d++) s->disp[d][e] = g[d];
+  } else {
+    for (int d = 0; d < 3; d++) g_pos[3 * p + d] = g[d];
+  }
+}
+
+static inline double mass_of(const source *s, size_t p, double m) {
+  return s->weights ? m * s->weights[p] : m;
+}
+
+enum { SCAN_LIST, SCAN_DEPOSIT, SCAN_GRADIENT };
+
+/* One particle of a block: the usual case is queued in c->row (and its index in c->row_p),
+ * the others are dealt with at once. SCAN_GRADIENT: a local one's gradient is stored (the
+ * grid holds g_rho), a leaver's comes back later. Otherwise a local one is deposited
+ * (SCAN_DEPOSIT) or not (SCAN_LIST), and a leaver is listed. */
+static inline int scan_one(cic *c, const source *s, ptrdiff_t b, size_t p0, size_t p, double ux,
+                           double uy, double uz, double m, int mode, ptrdiff_t *nq, size_t *nleave,
+                           double *g_pos) {
+  if (cloud_fast(c, ux, uy, uz, &c->row[*nq])) {
+    c->row_p[(*nq)++] = p;
+    return CB_OK;
+  }
   const int ok = placeable(ux) && placeable(uy) && placeable(uz);
   cloud cl;
   ptrdiff_t plane = -1;
   if (ok && cloud_of_u(c, ux, uy, uz, &plane, &cl)) {
-    if (deposit) deposit_one(c, &cl, mw);
+    if (mode == SCAN_DEPOSIT) deposit_one(c, &cl, mass_of(s, p, m));
+    if (mode == SCAN_GRADIENT) {
+      double g[3];
+      gradient_one(c, &cl, mass_of(s, p, m) * (double)c->f->n / c->f->L, g);
+      store_gradient(s, b, p0, p, g, g_pos);
+    }
     return CB_OK;
   }
+  if (mode == SCAN_GRADIENT) return CB_OK;
   const size_t l = *nleave;
   if (l == c->leave_cap) {
     CB_CALL(keep_grow((void **)&c->leave, &c->leave_cap, l + 1, sizeof(size_t)));
@@ -346,72 +372,55 @@ static inline int scan_one(cic *c, size_t p, double ux, double uy, double uz, do
   return CB_OK;
 }
 
-/* The clouds of lattice row r that take the usual case into c->row (and their columns into
- * c->row_k), returning their number; the others are dealt with at once: with grad set,
- * the gradient of those whose plane is local is written over their displacements (mass m;
- * the grid holds g_rho), otherwise they go through scan_one (deposited, when deposit is set,
- * or listed). Negative on a failure of scan_one. */
-static ptrdiff_t lattice_row(cic *c, const source *s, ptrdiff_t r, double m, int deposit, int grad,
-                             size_t *nleave) {
+/* Block b: first every particle's cloud (the usual ones queued, the others dealt with by
+ * scan_one), then the queued deposits or gradients, whose addresses are then all known in
+ * advance, so that the loads of many clouds are in flight at once (with a prefetch ahead). */
+static int scan_block(cic *c, const source *s, ptrdiff_t b, double m, int mode, size_t *nleave,
+                      double *g_pos) {
   const field *f = c->f;
   const double inv_h = (double)f->n / f->L;
-  const ptrdiff_t n = f->n, gi = f->local_0_start + r / n, j = r % n;
-  double *px = s->disp[0] + r * s->stride, *py = s->disp[1] + r * s->stride;
-  double *pz = s->disp[2] + r * s->stride;
+  const ptrdiff_t n = f->n;
+  const size_t p0 = (size_t)(b * n);
   ptrdiff_t nq = 0;
-  for (ptrdiff_t k = 0; k < n; k++) {
-    const double ux = (double)gi + px[k] * inv_h, uy = (double)j + py[k] * inv_h;
-    const double uz = (double)k + pz[k] * inv_h;
-    if (cloud_fast(c, ux, uy, uz, &c->row[nq])) {
-      c->row_k[nq++] = k;
-      continue;
+  if (s->disp) {
+    const ptrdiff_t gi = f->local_0_start + b / n, j = b % n;
+    const double *px = s->disp[0] + b * s->stride, *py = s->disp[1] + b * s->stride;
+    const double *pz = s->disp[2] + b * s->stride;
+    for (ptrdiff_t k = 0; k < n; k++)
+      CB_CALL(scan_one(c, s, b, p0, p0 + (size_t)k, (double)gi + px[k] * inv_h,
+                       (double)j + py[k] * inv_h, (double)k + pz[k] * inv_h, m, mode, &nq, nleave,
+                       g_pos));
+  } else {
+    const size_t p1 = p0 + (size_t)n < s->np ? p0 + (size_t)n : s->np;
+    for (size_t p = p0; p < p1; p++) {
+      const double *x = s->pos + 3 * p;
+      CB_CALL(scan_one(c, s, b, p0, p, x[0] * inv_h - 0.5, x[1] * inv_h - 0.5, x[2] * inv_h - 0.5,
+                       m, mode, &nq, nleave, g_pos));
     }
-    if (!grad) {
-      if (scan_one(c, (size_t)(r * n + k), ux, uy, uz, m, deposit, nleave) != CB_OK) return -1;
-      continue;
-    }
-    cloud cl;
-    ptrdiff_t plane;
-    double g[3];
-    if (!cloud_of_u(c, ux, uy, uz, &plane, &cl)) continue; /* a leaver: its gradient comes back */
-    gradient_one(c, &cl, m * inv_h, g);
-    px[k] = g[0];
-    py[k] = g[1];
-    pz[k] = g[2];
   }
-  return nq;
+  if (mode == SCAN_DEPOSIT)
+    for (ptrdiff_t q = 0; q < nq; q++) {
+      if (q + CIC_AHEAD < nq) prefetch_at(c, c->row[q + CIC_AHEAD].o, 1);
+      deposit_one(c, &c->row[q], mass_of(s, c->row_p[q], m));
+    }
+  if (mode == SCAN_GRADIENT)
+    for (ptrdiff_t q = 0; q < nq; q++) {
+      double g[3];
+      if (q + CIC_AHEAD < nq) prefetch_at(c, c->row[q + CIC_AHEAD].o, 0);
+      gradient_one(c, &c->row[q], mass_of(s, c->row_p[q], m) * inv_h, g);
+      store_gradient(s, b, p0, c->row_p[q], g, g_pos);
+    }
+  return CB_OK;
 }
 
-/* One pass over the caller's particles: those whose lower plane is local are deposited
- * (when deposit is set, with mass m w_p) where they are, in the caller's order (for LPT
- * particles, Lagrangian order: a sweep of the slab); the others are listed to leave. */
+/* One pass over the caller's particles, block by block: those whose lower plane is local
+ * are deposited (when deposit is set, with mass m w_p) where they are, in the caller's order
+ * (for LPT particles, Lagrangian order: a sweep of the slab); the others are listed to
+ * leave. */
 static int scan_local(cic *c, const source *s, double m, int deposit) {
-  field *f = c->f;
-  const double inv_h = (double)f->n / f->L;
   size_t nleave = 0;
-  if (!s->disp) {
-    for (size_t p = 0; p < s->np; p++) {
-      const double *x = s->pos + 3 * p;
-      if (deposit && p + CIC_AHEAD < s->np) {
-        const double *a = x + 3 * CIC_AHEAD;
-        prefetch_cloud(c, a[0] * inv_h - 0.5, a[1] * inv_h - 0.5, a[2] * inv_h - 0.5, 1);
-      }
-      CB_CALL(scan_one(c, p, x[0] * inv_h - 0.5, x[1] * inv_h - 0.5, x[2] * inv_h - 0.5,
-                       s->weights ? m * s->weights[p] : m, deposit, &nleave));
-    }
-  } else {
-    /* row by row: the row's clouds first, then their deposit, whose addresses are then all
-     * known in advance (so the loads of many clouds are in flight at once) */
-    const ptrdiff_t n = f->n;
-    for (ptrdiff_t r = 0; r < f->local_n0 * n; r++) {
-      const ptrdiff_t nq = lattice_row(c, s, r, m, deposit, 0, &nleave);
-      if (nq < 0) return CB_ERR_MEM;
-      for (ptrdiff_t q = 0; deposit && q < nq; q++) {
-        if (q + CIC_AHEAD_ROW < nq) prefetch_at(c, c->row[q + CIC_AHEAD_ROW].o, 1);
-        deposit_one(c, &c->row[q], m);
-      }
-    }
-  }
+  for (ptrdiff_t b = 0; b < n_blocks(c, s); b++)
+    CB_CALL(scan_block(c, s, b, m, deposit ? SCAN_DEPOSIT : SCAN_LIST, &nleave, NULL));
   c->n_leave = nleave;
   return CB_OK;
 }
@@ -505,39 +514,8 @@ int cic_assign_lattice(cic *c, double *const disp[3], ptrdiff_t stride, double o
 /* The gradient of the particles that stayed, written in place (for the lattice, over the
  * displacements: dF/dPsi = dF/dx); the leavers' entries are left alone. */
 static void gradient_local(cic *c, const source *s, double m, double *g_pos) {
-  const field *f = c->f;
-  const double inv_h = (double)f->n / f->L;
-  cloud cl;
-  ptrdiff_t plane;
-  double g[3];
-  if (!s->disp) {
-    for (size_t p = 0; p < s->np; p++) {
-      const double *x = s->pos + 3 * p;
-      if (p + CIC_AHEAD < s->np) {
-        const double *a = x + 3 * CIC_AHEAD;
-        prefetch_cloud(c, a[0] * inv_h - 0.5, a[1] * inv_h - 0.5, a[2] * inv_h - 0.5, 0);
-      }
-      if (!cloud_of_u(c, x[0] * inv_h - 0.5, x[1] * inv_h - 0.5, x[2] * inv_h - 0.5, &plane, &cl))
-        continue;
-      gradient_one(c, &cl, (s->weights ? m * s->weights[p] : m) * inv_h, g);
-      for (int d = 0; d < 3; d++) g_pos[3 * p + d] = g[d];
-    }
-    return;
-  }
-  for (ptrdiff_t r = 0; r < f->local_n0 * f->n; r++) {
-    double *px = s->disp[0] + r * s->stride, *py = s->disp[1] + r * s->stride;
-    double *pz = s->disp[2] + r * s->stride;
-    /* the row's clouds first (the unusual ones at once), then the gradients */
-    const ptrdiff_t nq = lattice_row(c, s, r, m, 0, 1, NULL);
-    for (ptrdiff_t q = 0; q < nq; q++) {
-      const ptrdiff_t k = c->row_k[q];
-      if (q + CIC_AHEAD_ROW < nq) prefetch_at(c, c->row[q + CIC_AHEAD_ROW].o, 0);
-      gradient_one(c, &c->row[q], m * inv_h, g);
-      px[k] = g[0];
-      py[k] = g[1];
-      pz[k] = g[2];
-    }
-  }
+  for (ptrdiff_t b = 0; b < n_blocks(c, s); b++)
+    (void)scan_block(c, s, b, m, SCAN_GRADIENT, NULL, g_pos); /* cannot fail: no list */
 }
 
 static int gradient(cic *c, const source *s, const double *g_rho, double *g_pos) {
