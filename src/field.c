@@ -37,7 +37,16 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   f->n = n;
   f->nc = n / 2 + 1;
   f->L = L;
+  ptrdiff_t tn0, t0s, tn1, t1s; /* the transposed layout's split: the same for a cube */
+  const ptrdiff_t alloc_t =
+      fftw_mpi_local_size_3d_transposed(n, n, f->nc, comm, &tn0, &t0s, &tn1, &t1s);
   f->alloc_local = fftw_mpi_local_size_3d(n, n, f->nc, comm, &f->local_n0, &f->local_0_start);
+  if (alloc_t > f->alloc_local) f->alloc_local = alloc_t;
+  if (tn0 != f->local_n0 || t0s != f->local_0_start || tn1 != f->local_n0 ||
+      t1s != f->local_0_start) {
+    free(f);
+    return CB_ERROR(CB_ERR_INTERNAL, "FFTW split the two axes of a %td^3 grid differently", n);
+  }
   long mine = (long)f->local_n0, fewest = 0;
   MPI_Allreduce(&mine, &fewest, 1, MPI_LONG, MPI_MIN, comm);
   if (fewest < (long)min_planes) {
@@ -65,7 +74,12 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   free(starts);
   f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm, FFTW_ESTIMATE);
   f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm, FFTW_ESTIMATE);
-  if (!f->r2c || !f->c2r) {
+  const unsigned flags_t = FFTW_ESTIMATE;
+  f->r2c_t = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm,
+                                      flags_t | FFTW_MPI_TRANSPOSED_OUT);
+  f->c2r_t = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm,
+                                      flags_t | FFTW_MPI_TRANSPOSED_IN);
+  if (!f->r2c || !f->c2r || !f->r2c_t || !f->c2r_t) {
     field_destroy(&f);
     return CB_ERROR(CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);
   }
@@ -78,6 +92,8 @@ void field_destroy(field **pf) {
   field *f = *pf;
   if (f->r2c) fftw_destroy_plan(f->r2c);
   if (f->c2r) fftw_destroy_plan(f->c2r);
+  if (f->r2c_t) fftw_destroy_plan(f->r2c_t);
+  if (f->c2r_t) fftw_destroy_plan(f->c2r_t);
   fftw_free(f->work);
   free(f->plane_start);
   free(f);
@@ -116,10 +132,44 @@ void field_padded_store(const field *f, const double *buf, double scale, double 
   }
 }
 
-int field_r2c(field *f, const double *in, fftw_complex *out) {
+/* One in-place transform of a padded buffer with FFTW's new-array execute: the plans were
+ * made in place on f->work, and every padded buffer has its size and fftw_malloc's
+ * alignment. */
+static void exec_r2c(fftw_plan plan, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_mpi_execute_dft_r2c(plan, buf, (fftw_complex *)buf);
+  logevent_end(LOGEVENT_FFT);
+}
+
+static void exec_c2r(fftw_plan plan, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_mpi_execute_dft_c2r(plan, (fftw_complex *)buf, buf);
+  logevent_end(LOGEVENT_FFT);
+}
+
+/* The compact transforms, through the field's own buffer, with plan r2c or r2c_t. */
+static int r2c_via_work(field *f, fftw_plan plan, const double *in, fftw_complex *out) {
   field_padded_load(f, in, f->work);
-  CB_CALL(field_padded_r2c(f, f->work));
+  exec_r2c(plan, f->work);
   memcpy(out, f->work, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  return CB_OK;
+}
+
+static int c2r_via_work(field *f, fftw_plan plan, const fftw_complex *in, double *out) {
+  const double n = (double)f->n;
+  memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
+  exec_c2r(plan, f->work);
+  field_padded_store(f, f->work, 1.0 / (n * n * n), out);
+  return CB_OK;
+}
+
+int field_r2c(field *f, const double *in, fftw_complex *out) {
+  CB_CALL(r2c_via_work(f, f->r2c, in, out));
+  return CB_OK;
+}
+
+int field_r2c_t(field *f, const double *in, fftw_complex *out) {
+  CB_CALL(r2c_via_work(f, f->r2c_t, in, out));
   return CB_OK;
 }
 
@@ -130,27 +180,33 @@ double *field_alloc_padded(const field *f) {
   return p;
 }
 
-/* FFTW's new-array execute: the plans were made in place on f->work, and every padded buffer
- * has its size and fftw_malloc's alignment. */
 int field_padded_r2c(field *f, double *buf) {
-  logevent_begin(LOGEVENT_FFT);
-  fftw_mpi_execute_dft_r2c(f->r2c, buf, (fftw_complex *)buf);
-  logevent_end(LOGEVENT_FFT);
+  exec_r2c(f->r2c, buf);
   return CB_OK;
 }
 
 int field_padded_c2r(field *f, double *buf) {
-  logevent_begin(LOGEVENT_FFT);
-  fftw_mpi_execute_dft_c2r(f->c2r, (fftw_complex *)buf, buf);
-  logevent_end(LOGEVENT_FFT);
+  exec_c2r(f->c2r, buf);
+  return CB_OK;
+}
+
+int field_padded_r2c_t(field *f, double *buf) {
+  exec_r2c(f->r2c_t, buf);
+  return CB_OK;
+}
+
+int field_padded_c2r_t(field *f, double *buf) {
+  exec_c2r(f->c2r_t, buf);
   return CB_OK;
 }
 
 int field_c2r(field *f, const fftw_complex *in, double *out) {
-  const double n = (double)f->n;
-  memcpy(f->work, in, (size_t)f->n_complex_local * sizeof(fftw_complex));
-  CB_CALL(field_padded_c2r(f, f->work));
-  field_padded_store(f, f->work, 1.0 / (n * n * n), out);
+  CB_CALL(c2r_via_work(f, f->c2r, in, out));
+  return CB_OK;
+}
+
+int field_c2r_t(field *f, const fftw_complex *in, double *out) {
+  CB_CALL(c2r_via_work(f, f->c2r_t, in, out));
   return CB_OK;
 }
 

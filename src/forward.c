@@ -15,6 +15,9 @@
  * itself), and its adjoint writes dF/dPsi back into them, where LPT's adjoint transforms
  * them. This saves writing and reading 3 doubles per particle each way. Positions are made
  * only when a caller asks for them (forward_positions).
+ * Fourier space is in FFTW's transposed layout (field_padded_r2c_t): the chain never looks
+ * at the modes' order, so each transform skips its last global transpose; the filter is a
+ * function of |k|, whose array is the same in both layouts.
  * Since delta = rho - 1, dF/drho = dF/ddelta. FFTs per forward + adjoint: 1LPT 4 + 4,
  * 2LPT 11 + 11 (one more if delta_L is requested). */
 #include "cerberus/forward.h"
@@ -79,12 +82,12 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   fw->have_run = fw->psi_valid = fw->pos_valid = 0;
   /* r2c(s) in the work buffer; LPT applies the filter as it reads it */
   field_padded_load(f, s, w);
-  CB_CALL(field_padded_r2c(f, w));
+  CB_CALL(field_padded_r2c_t(f, w));
   CB_CALL(lpt_displace_k(fw->lpt, (const fftw_complex *)w, amp));
   if (delta_L) {
     const fftw_complex *wk = (const fftw_complex *)w;
     for (ptrdiff_t m = 0; m < f->n_complex_local; m++) fw->sk[m] = amp[m] * wk[m];
-    CB_CALL(field_c2r(f, fw->sk, delta_L));
+    CB_CALL(field_c2r_t(f, fw->sk, delta_L));
   }
   ptrdiff_t stride;
   double *const *psi = lpt_displacements(fw->lpt, &stride);
@@ -107,7 +110,7 @@ int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
   /* G times the filter straight into the work buffer, c2r, and 1/N^3 on the way out */
   double *w = field_work(f);
   CB_CALL(lpt_adjoint_disp_k(fw->lpt, amp, (fftw_complex *)w));
-  CB_CALL(field_padded_c2r(f, w));
+  CB_CALL(field_padded_c2r_t(f, w));
   field_padded_store(f, w, 1.0 / (n * n * n), g_s);
   return CB_OK;
 }

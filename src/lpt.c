@@ -3,7 +3,8 @@
  * MODEL.md section 2. Input: the linear density delta_L on the slabs (or its half-complex
  * transform). Output: one particle per voxel, x = q + Psi, wrapped into [0, L), three doubles
  * per particle in the local voxel order. Everything happens in Fourier space with the field's
- * plans:
+ * plans, in the transposed layout (field_padded_r2c_t: the first local index is ky's, the
+ * second kx's; 1/k^2 and the even factors are symmetric in the two):
  *
  *   Psi1(k) = i k / k^2 delta_L(k)                     (3 c2r)
  *   phi_ij(k) = k_i k_j / k^2 delta_L(k)               (6 c2r, order 2 only)
@@ -161,10 +162,10 @@ static void apply_mult(const lpt *p, const int pw[3], double s, const fftw_compl
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
   const double *zf = p->kzpow[pw[2]];
-  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
-    const double fx = s * p->kpow[pw[0]][f->local_0_start + il];
+  for (ptrdiff_t il = 0; il < f->local_n0; il++) { /* transposed: il is ky's index, j kx's */
+    const double fy = s * p->kpow[pw[1]][f->local_0_start + il];
     for (ptrdiff_t j = 0; j < n; j++) {
-      const double fxy = fx * p->kpow[pw[1]][j];
+      const double fxy = fy * p->kpow[pw[0]][j];
       const ptrdiff_t row = (il * n + j) * nc;
       const double *restrict ik = p->inv_k2 + row;
       const double *restrict zi = (const double *)(in + row);
@@ -211,10 +212,10 @@ static void grad_all(const lpt *p, const fftw_complex *z_k, const double *filter
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
   const double *kz = p->kzpow[1];
-  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
-    const double kx = p->kpow[1][f->local_0_start + il];
+  for (ptrdiff_t il = 0; il < f->local_n0; il++) { /* transposed: il is ky's index, j kx's */
+    const double ky = p->kpow[1][f->local_0_start + il];
     for (ptrdiff_t j = 0; j < n; j++) {
-      const double ky = p->kpow[1][j];
+      const double kx = p->kpow[1][j];
       const ptrdiff_t row = (il * n + j) * nc;
       const double *restrict ik = p->inv_k2 + row;
       const double *restrict fl = filter ? filter + row : NULL;
@@ -263,7 +264,7 @@ static void positions_of(const lpt *p, double *pos) {
 static int positions_from(lpt *p, const fftw_complex *z_k, const double *filter, double *pos) {
   field *f = p->f;
   grad_all(p, z_k, filter, c2r_scale(f));
-  for (int d = 0; d < 3; d++) CB_CALL(field_padded_c2r(f, p->w[d]));
+  for (int d = 0; d < 3; d++) CB_CALL(field_padded_c2r_t(f, p->w[d]));
   if (pos) positions_of(p, pos);
   return CB_OK;
 }
@@ -280,7 +281,7 @@ static int forward_k(lpt *p, const fftw_complex *in_k, const double *filter, dou
   double *w = p->w[0];
   for (int pr = 0; pr < 6; pr++) {
     apply_hess(p, pr, c2r_scale(f), delta_k, as_k(w), 0);
-    CB_CALL(field_padded_c2r(f, w));
+    CB_CALL(field_padded_c2r_t(f, w));
     field_padded_store(f, w, 1.0, p->phi[pr]);
   }
   double *const *ph = p->phi;
@@ -289,7 +290,7 @@ static int forward_k(lpt *p, const fftw_complex *in_k, const double *filter, dou
     for (ptrdiff_t k = 0; k < n; k++, q++)
       w[r * stride + k] = ph[0][q] * ph[1][q] + ph[0][q] * ph[2][q] + ph[1][q] * ph[2][q] -
                           ph[3][q] * ph[3][q] - ph[4][q] * ph[4][q] - ph[5][q] * ph[5][q];
-  CB_CALL(field_padded_r2c(f, w));
+  CB_CALL(field_padded_r2c_t(f, w));
   /* z = delta_L - D2 S: Psi = i k/k^2 z gives Psi1 + D2 grad phi2 (grad phi2 = -i k/k^2 S) */
   const fftw_complex *sk = as_k(w);
   for (ptrdiff_t m = 0; m < f->n_complex_local; m++) p->dk[m] = delta_k[m] - LPT_D2 * sk[m];
@@ -319,7 +320,7 @@ void lpt_positions(const lpt *p, double *pos) {
 }
 
 int lpt_forward(lpt *p, const double *delta_L, double *pos) {
-  CB_CALL(field_r2c(p->f, delta_L, p->dk));
+  CB_CALL(field_r2c_t(p->f, delta_L, p->dk));
   CB_CALL(lpt_forward_k(p, p->dk, NULL, pos)); /* order 2 overwrites dk in place: fine */
   return CB_OK;
 }
@@ -331,10 +332,10 @@ static void grad_transpose_sum(const lpt *p, const double *filter, fftw_complex 
   const field *f = p->f;
   const ptrdiff_t n = f->n, nc = f->nc;
   const double *kz = p->kzpow[1];
-  for (ptrdiff_t il = 0; il < f->local_n0; il++) {
-    const double kx = p->kpow[1][f->local_0_start + il];
+  for (ptrdiff_t il = 0; il < f->local_n0; il++) { /* transposed: il is ky's index, j kx's */
+    const double ky = p->kpow[1][f->local_0_start + il];
     for (ptrdiff_t j = 0; j < n; j++) {
-      const double ky = p->kpow[1][j];
+      const double kx = p->kpow[1][j];
       const ptrdiff_t row = (il * n + j) * nc;
       const double *restrict ik = p->inv_k2 + row;
       const double *restrict w0 = p->w[0] + 2 * row, *restrict w1 = p->w[1] + 2 * row;
@@ -366,7 +367,7 @@ static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_com
       wz[k] = in[3 * k + 2];
     }
   }
-  for (int d = 0; d < 3; d++) CB_CALL(field_padded_r2c(f, p->w[d]));
+  for (int d = 0; d < 3; d++) CB_CALL(field_padded_r2c_t(f, p->w[d]));
   if (p->order == 1) {
     grad_transpose_sum(p, filter, g_k);
     return CB_OK;
@@ -376,7 +377,7 @@ static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_com
   double *w = p->w[0];
   fftw_complex *wk = as_k(w);
   for (ptrdiff_t m = 0; m < f->n_complex_local; m++) wk[m] = c2r_scale(f) * g_k[m];
-  CB_CALL(field_padded_c2r(f, w));
+  CB_CALL(field_padded_c2r_t(f, w));
   field_padded_store(f, w, 1.0, p->gz);
   double *const *ph = p->phi;
   const double s = -LPT_D2;
@@ -392,7 +393,7 @@ static int adjoint_k(lpt *p, const double *g_pos, const double *filter, fftw_com
         }
         w[r * stride + k] = p->gz[q] * c;
       }
-    CB_CALL(field_padded_r2c(f, w));
+    CB_CALL(field_padded_r2c_t(f, w));
     apply_hess(p, pr, s, wk, g_k, 1); /* m_ab is real and even: its own transpose */
   }
   if (filter)
@@ -415,6 +416,6 @@ int lpt_adjoint_disp_k(lpt *p, const double *filter, fftw_complex *g_k) {
 
 int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L) {
   CB_CALL(lpt_adjoint_k(p, g_pos, NULL, p->dk));
-  CB_CALL(field_c2r(p->f, p->dk, g_delta_L));
+  CB_CALL(field_c2r_t(p->f, p->dk, g_delta_L));
   return CB_OK;
 }

@@ -5,6 +5,8 @@
  * - round trip c2r(r2c(f)) = f and Parseval sum |f|^2 = 1/N^3 sum_k |f(k)|^2 (hermitian
  *   weights on the half-complex modes) on an 18^3 grid, which splits unevenly over 4 ranks
  *   (5, 5, 5, 3 planes), filled with values that have no symmetry;
+ * - the transposed layout (field_r2c_t, the ky planes local): the same impulse on every local
+ *   mode of it, its round trip, and the padded transposed transforms against the compact ones;
  * - field_owner agrees with the slabs FFTW gave every rank;
  * - a grid that cannot be split (a rank with no plane, or fewer than min_planes) is refused
  *   with CB_ERR_INPUT and a message that says so, at every rank count. */
@@ -45,6 +47,18 @@ static void test_impulse(MPI_Comm comm) {
         err = fmax(err, cabs(xk[(il * n + j) * f->nc + c] - want));
       }
   TEST_CHECK(err < 1e-12, "impulse transform differs from 2.5 exp(-i k.x) by %g", err);
+  /* the transposed layout: local index (jl n + a) nc + c holds (kx_a, ky_{i0 + jl}, kz_c) */
+  field_r2c_t(f, x, xk);
+  err = 0;
+  for (ptrdiff_t jl = 0; jl < f->local_n0; jl++)
+    for (ptrdiff_t a = 0; a < n; a++)
+      for (ptrdiff_t c = 0; c < f->nc; c++) {
+        double kx = field_k_of(f, a), ky = field_k_of(f, f->local_0_start + jl),
+               kz = field_k_of(f, c);
+        double complex want = 2.5 * cexp(-I * (kx * i0 + ky * j0 + kz * k0) * dx);
+        err = fmax(err, cabs(xk[(jl * n + a) * f->nc + c] - want));
+      }
+  TEST_CHECK(err < 1e-12, "transposed impulse transform differs from 2.5 exp(-i k.x) by %g", err);
   fftw_free(x);
   fftw_free(xk);
   field_destroy(&f);
@@ -118,6 +132,25 @@ static void test_round_trip(MPI_Comm comm) {
     TEST_CHECK(er < 1e-13, "field_padded_c2r (%s buffer): round trip error %g",
                own ? "the field's" : "a caller's", er);
   }
+  /* the same in the transposed layout: compact round trip, padded against compact */
+  field_r2c_t(f, x, xk);
+  field_c2r_t(f, xk, y);
+  double et = 0;
+  for (ptrdiff_t i = 0; i < f->n_real_local; i++) et = fmax(et, fabs(y[i] - x[i]));
+  TEST_CHECK(et < 1e-13, "transposed round trip error %g", et);
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+    for (ptrdiff_t k = 0; k < n; k++) pb[r * stride + k] = x[r * n + k];
+  TEST_STATUS(field_padded_r2c_t(f, pb), CB_OK, "field_padded_r2c_t");
+  et = 0;
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++)
+    et = fmax(et, cabs(((const fftw_complex *)pb)[m] - xk[m]));
+  TEST_CHECK(et == 0, "field_padded_r2c_t differs from field_r2c_t by %g", et);
+  TEST_STATUS(field_padded_c2r_t(f, pb), CB_OK, "field_padded_c2r_t");
+  et = 0;
+  for (ptrdiff_t r = 0; r < f->local_n0 * n; r++)
+    for (ptrdiff_t k = 0; k < n; k++)
+      et = fmax(et, fabs(pb[r * stride + k] / ((double)n * n * n) - x[r * n + k]));
+  TEST_CHECK(et < 1e-13, "field_padded_c2r_t: round trip error %g", et);
   fftw_free(pb);
 
   /* field_owner against the slabs every rank reports */

@@ -35,6 +35,7 @@ typedef struct field {
   ptrdiff_t alloc_local;
   double *work; /* padded in-place buffer */
   fftw_plan r2c, c2r;
+  fftw_plan r2c_t, c2r_t; /* the transposed layout's (FFTW_MPI_TRANSPOSED_OUT / _IN) */
 } field;
 
 /* Collective. Errors (CB_ERR_INPUT) for n < 2, odd n, L <= 0 or non-finite, and a grid that
@@ -74,6 +75,19 @@ int field_padded_r2c(field *f, double *buf);
 void field_padded_load(const field *f, const double *in, double *buf);
 void field_padded_store(const field *f, const double *buf, double scale, double *out);
 int field_padded_c2r(field *f, double *buf);
+
+/* The transposed layout of Fourier space, for chains that go to Fourier space and back
+ * without looking at the modes' order (the forward model): FFTW skips its last global
+ * transpose each way (FFTW_MPI_TRANSPOSED_OUT / _IN), the largest part of a transform's
+ * communication. A transposed half-complex array swaps the first two axes: local index
+ * (jl * n + a) * nc + c holds wave numbers (a, b = local_0_start + jl, c), i.e. the rank
+ * holds ky planes, the same ones as its x planes (FFTW splits both axes of a cube alike;
+ * field_create checks it). A filter that is symmetric in kx and ky (a function of |k|) thus
+ * has the same array in both layouts. Same contracts as the untransposed ones. Collective. */
+int field_padded_r2c_t(field *f, double *buf);
+int field_padded_c2r_t(field *f, double *buf);
+int field_r2c_t(field *f, const double *in, fftw_complex *out);
+int field_c2r_t(field *f, const fftw_complex *in, double *out);
 
 /* Wave number component of index a in [0, n): 2 pi / L * (a < n/2 ? a : a - n). */
 static inline double field_k_of(const field *f, ptrdiff_t a) {

@@ -25,10 +25,11 @@ int lpt_order(const lpt *p);
 
 /* pos = q + Psi(delta_L), wrapped into [0, L). delta_L: n_real_local values. Collective. */
 int lpt_forward(lpt *p, const double *delta_L, double *pos);
-/* The same from the half-complex transform of delta_L (field_r2c of it; n_complex_local
- * values, Hermitian): saves one FFT when the caller has it. With filter (n_complex_local real,
- * even values, or NULL for 1), delta_L(k) = filter(k) in_k(k): a linear filter such as
- * sqrt(P(k)/V) applied on the way, with no pass of its own. in_k may be the field's work
+/* The same from the half-complex transform of delta_L in the transposed layout (field_r2c_t
+ * of it; n_complex_local values, Hermitian): saves one FFT when the caller has it. With
+ * filter (n_complex_local real, even values in the same layout, or NULL for 1), delta_L(k) =
+ * filter(k) in_k(k): a linear filter such as sqrt(P(k)/V) applied on the way, with no pass
+ * of its own (a function of |k| has the same array in both layouts). in_k may be the field's work
  * buffer (lpt transforms in buffers of its own). Collective. */
 int lpt_forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos);
 
@@ -46,7 +47,7 @@ void lpt_positions(const lpt *p, double *pos);
  * at the last forward call's delta_L (only 2LPT depends on it). g_pos and g_delta_L must not
  * alias. Collective. */
 int lpt_adjoint(lpt *p, const double *g_pos, double *g_delta_L);
-/* The same, returned as half-complex G with g_delta_L = field_c2r(G) (Hermitian), times
+/* The same, returned as half-complex G with g_delta_L = field_c2r_t(G) (Hermitian), times
  * filter (as in lpt_forward_k, or NULL): with the filter of lpt_forward_k, G is the
  * gradient with respect to in_k's real-space field. g_k may be the field's work buffer.
  * Collective. */
