@@ -33,14 +33,14 @@
 # failed step leaves no half-written file, and the job stops at the first failure.
 set -euo pipefail
 
-# The clone's top: SLURM runs a copy of this script from its spool directory, so there use the
-# directory the job was submitted from.
-if [ -n "${SLURM_JOB_ID:-}" ] && [ -n "${SLURM_SUBMIT_DIR:-}" ]; then
-  TOP=${CERBERUS_ROOT:-$SLURM_SUBMIT_DIR}
-else
-  TOP=${CERBERUS_ROOT:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# To the clone's top (see jobs/launch.sh), and the launcher.
+lib="${CERBERUS_ROOT:-${SLURM_SUBMIT_DIR:-$(dirname "${BASH_SOURCE[0]}")/..}}/jobs/launch.sh"
+if [ ! -f "$lib" ]; then
+  echo "main.sh: $lib not found: submit from the clone's top, or set CERBERUS_ROOT" >&2
+  exit 1
 fi
-cd "$TOP"
+. "$lib"
+job_top "${BASH_SOURCE[0]}"
 
 NTASKS=${SLURM_NTASKS:-2}
 OUT=${OUT:-out}
@@ -59,22 +59,8 @@ if [ ! -f "$PARAMS" ]; then
 fi
 mkdir -p "$OUT"
 
-# How to start NTASKS ranks: $MPIEXEC if given, srun inside a SLURM allocation, mpirun otherwise.
-if [ -z "${MPIEXEC:-}" ] && [ -n "${SLURM_JOB_ID:-}" ] && command -v srun >/dev/null 2>&1; then
-  launch=(srun -n "$NTASKS")
-else
-  read -r -a launch <<<"${MPIEXEC:-mpirun}" # may hold arguments: "srun --mpi=pmix"
-  launch+=(-n "$NTASKS")
-  if [ "$(basename "${launch[0]}")" = mpirun ] || [ "$(basename "${launch[0]}")" = mpiexec ]; then
-    # Open MPI on a workstation: allow more ranks than cores, and root (containers, CI).
-    launch+=(--oversubscribe)
-    if [ "$(id -u)" -eq 0 ]; then
-      export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-    fi
-    # Containers often forbid the cross-memory attach Open MPI uses between local ranks.
-    export OMPI_MCA_btl_vader_single_copy_mechanism=${OMPI_MCA_btl_vader_single_copy_mechanism:-none}
-  fi
-fi
+# How to start NTASKS ranks (the launch array): see jobs/launch.sh.
+launcher "$NTASKS"
 
 # The key numbers of a step go to $OUT/summary.txt (./scripts/demo.sh prints it): pipe a
 # command's output through `summary` to keep it there as well as in the log.
