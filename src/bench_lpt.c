@@ -7,13 +7,15 @@
  * forward (lpt_forward, delta_L -> positions, including its r2c); cloud-in-cell assignment of
  * those positions (migration + deposit); the full chain forward (forward_run: s -> delta); and
  * the full chain forward plus adjoint (forward_run + forward_adjoint); and one c2r transform
- * (field_c2r). It prints
+ * (field_c2r) and one r2c in the transposed layout (field_r2c_t). It prints
  *   bench,n_grid,ranks,repeat,lpt_order,fft_r2c_s,lpt_forward_s,cic_assign_s,chain_forward_s,
  *   chain_fwd_adj_s,fwd_adj_in_ffts,cpu_... (the same six in CPU time),fft_c2r_s,
- *   fwd_adj_in_mean_ffts,peak_bytes_per_voxel,net_bytes_per_voxel
+ *   fwd_adj_in_mean_ffts,fft_r2c_t_s,fwd_adj_in_t_ffts,peak_bytes_per_voxel,net_bytes_per_voxel
  * fwd_adj_in_ffts = chain_fwd_adj_s / fft_r2c_s (issue 3's target: at most 12), and
  * fwd_adj_in_mean_ffts the same over the mean of the r2c and the c2r: the chain makes as many
- * of each (1LPT: 4 and 4), and on some machines the two differ by more than half. Peak memory
+ * of each (1LPT: 4 and 4), and on some machines the two differ by more than half; and
+ * fwd_adj_in_t_ffts over one r2c in the transposed layout (field_r2c_t), the kind the chain
+ * itself makes. Peak memory
  * is getrusage's ru_maxrss over the rank's local voxels, the maximum over ranks; "net"
  * subtracts the peak measured before the grid was made (MPI, PETSc and the program). */
 #include "cerberus/bench.h"
@@ -46,8 +48,9 @@ typedef struct lpt_bench {
   fftw_complex *sk;
 } lpt_bench;
 
-/* op: 0 r2c, 1 lpt forward, 2 cic, 3 chain forward, 4 chain forward + adjoint, 5 c2r */
-enum { N_OPS = 6 };
+/* op: 0 r2c, 1 lpt forward, 2 cic, 3 chain forward, 4 chain forward + adjoint, 5 c2r, 6 r2c in
+ * the transposed layout (the chain's own) */
+enum { N_OPS = 7 };
 static int run_op(lpt_bench *b, int op) {
   const size_t np = (size_t)b->f->n_real_local;
   switch (op) {
@@ -56,6 +59,7 @@ static int run_op(lpt_bench *b, int op) {
   case 2: CB_CALL(cic_assign(b->cic, np, b->pos, NULL, b->delta)); break;
   case 3: CB_CALL(forward_run(b->fw, b->s, NULL, b->delta)); break;
   case 5: CB_CALL(field_c2r(b->f, b->sk, b->delta_L)); break;
+  case 6: CB_CALL(field_r2c_t(b->f, b->s, b->sk)); break;
   default:
     CB_CALL(forward_run(b->fw, b->s, NULL, b->delta));
     CB_CALL(forward_adjoint(b->fw, b->delta, b->g));
@@ -125,18 +129,19 @@ static int lpt_bench_run(MPI_Comm comm, lpt_bench *b, const cosmology *c, int or
   double mem[2] = {peak_bytes() / voxels, (peak_bytes() - base) / voxels};
   MPI_Allreduce(MPI_IN_PLACE, mem, 2, MPI_DOUBLE, MPI_MAX, comm);
   char row[768];
-  snprintf(row, sizeof row,
-           "lpt,%td,%d,%ld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%."
-           "3g,%.4g,"
-           "%.4g",
-           f->n, f->size, repeat, order, t[0], t[1], t[2], t[3], t[4], t[4] / t[0], cpu[0], cpu[1],
-           cpu[2], cpu[3], cpu[4], cpu[4] / cpu[0], t[5], t[4] / (0.5 * (t[0] + t[5])), mem[0],
-           mem[1]);
+  snprintf(
+      row, sizeof row,
+      "lpt,%td,%d,%ld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.3g,"
+      "%.6g,%.3g,%.4g,%.4g",
+      f->n, f->size, repeat, order, t[0], t[1], t[2], t[3], t[4], t[4] / t[0], cpu[0], cpu[1],
+      cpu[2], cpu[3], cpu[4], cpu[4] / cpu[0], t[5], t[4] / (0.5 * (t[0] + t[5])), t[6],
+      t[4] / t[6], mem[0], mem[1]);
   bench_print_csv(comm,
                   "bench,n_grid,ranks,repeat,lpt_order,fft_r2c_s,lpt_forward_s,cic_assign_s,"
                   "chain_forward_s,chain_fwd_adj_s,fwd_adj_in_ffts,cpu_fft_r2c_s,cpu_lpt_forward_s,"
                   "cpu_cic_assign_s,cpu_chain_forward_s,cpu_chain_fwd_adj_s,cpu_fwd_adj_in_ffts,"
-                  "fft_c2r_s,fwd_adj_in_mean_ffts,peak_bytes_per_voxel,net_bytes_per_voxel",
+                  "fft_c2r_s,fwd_adj_in_mean_ffts,fft_r2c_t_s,fwd_adj_in_t_ffts,"
+                  "peak_bytes_per_voxel,net_bytes_per_voxel",
                   row);
   return CB_OK;
 }
