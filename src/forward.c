@@ -4,11 +4,11 @@
  *
  * The linear field is computed with the ic module's filter amplitude (ic_filter_amplitude),
  * the same numbers ic_delta_linear multiplies, but kept in Fourier space: s(k) stays in the
- * field's work buffer and lpt_forward_k applies the filter as it reads it. This saves the
+ * field's work buffer and lpt_displace_k applies the filter as it reads it. This saves the
  * c2r / r2c pair a real-space delta_L would cost (delta_L is only transformed back when the
  * caller asks for it) and a pass over memory. The adjoint is the same road backwards:
- * cic_adjoint_last (only the gradients of particles that migrated travel back),
- * lpt_adjoint_k with the same real, even filter (G with g_s = c2r(G)) written straight into
+ * cic_adjoint_lattice (only the gradients of particles that migrated travel back),
+ * lpt_adjoint_disp_k with the same real, even filter (G with g_s = c2r(G)) written straight into
  * the work buffer, one c2r.
  * No array of positions is made: the cloud-in-cell deposit reads the displacements in LPT's
  * three FFT buffers (cic_assign_lattice, starting from -1 so that it returns delta = rho - 1
@@ -91,9 +91,8 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   }
   ptrdiff_t stride;
   double *const *psi = lpt_displacements(fw->lpt, &stride);
-  fw->psi_valid = 1;
   CB_CALL(cic_assign_lattice(fw->cic, psi, stride, -1.0, delta));
-  fw->have_run = 1;
+  fw->have_run = fw->psi_valid = 1;
   return CB_OK;
 }
 
