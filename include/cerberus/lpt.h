@@ -30,7 +30,8 @@ int lpt_forward(lpt *p, const double *delta_L, double *pos);
  * filter (n_complex_local real, even values in the same layout, or NULL for 1), delta_L(k) =
  * filter(k) in_k(k): a linear filter such as sqrt(P(k)/V) applied on the way, with no pass
  * of its own (a function of |k| has the same array in both layouts). in_k may be the field's work
- * buffer (lpt transforms in buffers of its own). Collective. */
+ * buffer (lpt transforms in buffers of its own). pos NULL: no positions (lpt_displace_k).
+ * Collective. */
 int lpt_forward_k(lpt *p, const fftw_complex *in_k, const double *filter, double *pos);
 
 /* lpt_forward_k without the positions: Psi is left in the object's three buffers
