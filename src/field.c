@@ -74,11 +74,10 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   free(starts);
   f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm, FFTW_ESTIMATE);
   f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm, FFTW_ESTIMATE);
-  const unsigned flags_t = FFTW_ESTIMATE;
   f->r2c_t = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm,
-                                      flags_t | FFTW_MPI_TRANSPOSED_OUT);
+                                      FFTW_ESTIMATE | FFTW_MPI_TRANSPOSED_OUT);
   f->c2r_t = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm,
-                                      flags_t | FFTW_MPI_TRANSPOSED_IN);
+                                      FFTW_ESTIMATE | FFTW_MPI_TRANSPOSED_IN);
   if (!f->r2c || !f->c2r || !f->r2c_t || !f->c2r_t) {
     field_destroy(&f);
     return CB_ERROR(CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);

@@ -37,9 +37,8 @@ struct forward {
   cic *cic;
   fftw_complex *sk; /* delta_L(k), when delta_L is requested */
   double *pos;      /* 3 * n_real_local, made by forward_positions */
-  int have_run;
-  int psi_valid; /* LPT's buffers hold the last run's Psi (not yet the adjoint's gradient) */
-  int pos_valid; /* pos holds the last run's positions */
+  int psi_valid;    /* LPT's buffers hold the last successful run's Psi (no adjoint since) */
+  int pos_valid;    /* pos holds the last run's positions */
 };
 
 int forward_create(field *f, const cosmology *c, int lpt_order, forward **out) {
@@ -79,7 +78,7 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
   double *w = field_work(f);
-  fw->have_run = fw->psi_valid = fw->pos_valid = 0;
+  fw->psi_valid = fw->pos_valid = 0;
   /* r2c(s) in the work buffer; LPT applies the filter as it reads it */
   field_padded_load(f, s, w);
   CB_CALL(field_padded_r2c_t(f, w));
@@ -92,16 +91,16 @@ int forward_run(forward *fw, const double *s, double *delta_L, double *delta) {
   ptrdiff_t stride;
   double *const *psi = lpt_displacements(fw->lpt, &stride);
   CB_CALL(cic_assign_lattice(fw->cic, psi, stride, -1.0, delta));
-  fw->have_run = fw->psi_valid = 1;
+  fw->psi_valid = 1;
   return CB_OK;
 }
 
 int forward_adjoint(forward *fw, const double *g_delta, double *g_s) {
-  CB_CHECK(fw->have_run, CB_ERR_INTERNAL, "forward_adjoint before a successful forward_run");
   field *f = fw->f;
   const double *amp = ic_filter_amplitude(fw->flt);
   const double n = (double)f->n;
-  CB_CHECK(fw->psi_valid, CB_ERR_INTERNAL, "a second forward_adjoint after one forward_run");
+  CB_CHECK(fw->psi_valid, CB_ERR_INTERNAL,
+           "forward_adjoint without a successful forward_run since the last forward_adjoint");
   ptrdiff_t stride;
   double *const *psi = lpt_displacements(fw->lpt, &stride);
   fw->psi_valid = 0; /* from here the buffers hold dF/dPsi, then LPT's transforms */
