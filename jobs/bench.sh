@@ -31,6 +31,8 @@
 #   N_GRID        grid points per side (default: 128)
 #   REPEAT        timed repetitions per run; each benchmark keeps its fastest (default: 10)
 #   LPT_ORDER     1 or 2, for bench lpt (default: 1)
+#   FFT_PLAN      FFTW planner, -fft_plan: estimate (default), measure or patient; the measured
+#                 plans are kept in $OUT/fftw.wisdom and reused by later runs
 #   OUT           output directory (default: out)
 #   CERBERUS, SLURM_NTASKS, MPIEXEC, PYTHON: as for jobs/main.sh
 set -euo pipefail
@@ -49,6 +51,7 @@ BENCH=${BENCH:-fft lpt loglike}
 N_GRID=${N_GRID:-128}
 REPEAT=${REPEAT:-10}
 LPT_ORDER=${LPT_ORDER:-1}
+FFT_PLAN=${FFT_PLAN:-estimate}
 OUT=${OUT:-out}
 CERBERUS=${CERBERUS:-build/cerberus}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -62,6 +65,9 @@ die() {
 [[ "$NTASKS" =~ ^[1-9][0-9]*$ ]] || die "SLURM_NTASKS must be a positive integer (got '$NTASKS')"
 [[ "$N_GRID" =~ ^[1-9][0-9]*$ ]] || die "N_GRID must be a positive integer (got '$N_GRID')"
 [[ "$REPEAT" =~ ^[1-9][0-9]*$ ]] || die "REPEAT must be a positive integer (got '$REPEAT')"
+case $FFT_PLAN in estimate | measure | patient) ;; *)
+  die "FFT_PLAN must be estimate, measure or patient (got '$FFT_PLAN')" ;;
+esac
 for b in $BENCH; do
   case $b in fft | lpt | loglike) ;; *) die "BENCH: unknown benchmark '$b' (fft, lpt, loglike)" ;; esac
 done
@@ -71,11 +77,14 @@ counts=()
 for ((r = 1; r < NTASKS; r *= 2)); do counts+=("$r"); done
 counts+=("$NTASKS")
 
-echo "bench.sh: $N_GRID^3, rank counts ${counts[*]}, benchmarks: $BENCH; outputs in $OUT/"
+echo "bench.sh: $N_GRID^3, rank counts ${counts[*]}, benchmarks: $BENCH, FFT plans:" \
+  "$FFT_PLAN; outputs in $OUT/"
+plan=(-fft_plan "$FFT_PLAN")
+[ "$FFT_PLAN" = estimate ] || plan+=(-fft_wisdom "$OUT/fftw.wisdom")
 csvs=()
 for b in $BENCH; do
-  extra=()
-  [ "$b" = lpt ] && extra=(-lpt_order "$LPT_ORDER")
+  extra=("${plan[@]}")
+  [ "$b" = lpt ] && extra+=(-lpt_order "$LPT_ORDER")
   final="$OUT/bench_$b.csv"
   tmp="$final.tmp.$$"
   : >"$tmp"

@@ -2,6 +2,7 @@
  * and the maximum over ranks, the common options, and the CSV row. */
 #include "cerberus/bench.h"
 
+#include "cerberus/field.h"
 #include "cerberus/status.h"
 
 #include <stdio.h>
@@ -15,6 +16,7 @@ int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) 
   CB_CALL(options_int(o, "-repeat", "timed repetitions (after one untimed warm-up)", def_repeat,
                       repeat));
   CB_CHECK(*repeat >= 1, CB_ERR_INPUT, "-repeat must be at least 1 (got %ld)", *repeat);
+  CB_CALL(field_plan_options(o));
   return CB_OK;
 }
 

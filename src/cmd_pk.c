@@ -148,6 +148,7 @@ static int pk_options(options *o, const char *input, pk_args *a) {
   CB_CALL(options_real(o, "-dk", "bin width, h/Mpc (0: the fundamental 2 pi / L)", 0.0, &a->pc.dk));
   CB_CALL(
       options_int(o, "-n_bins", "number of equal bins (instead of -dk; 0: use -dk)", 0, &n_bins));
+  CB_CALL(field_plan_options(o));
   CB_CALL(options_finish(o));
   dk_set = a->pc.dk != 0;
   CB_CHECK(!(dk_set && n_bins != 0), CB_ERR_INPUT, "give -dk or -n_bins, not both");

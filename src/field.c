@@ -5,18 +5,96 @@
  * of alloc_local complex numbers. Everything above this module sees unpadded real arrays
  * (local_n0 * n * n) and compact half-complex arrays (local_n0 * n * (n/2 + 1)): the copy in
  * and out of the padded buffer costs one pass over memory, far less than the transform, and
- * spares every other module FFTW's padding. Plans are made once (FFTW_ESTIMATE, so plans and
- * results do not depend on timing) and reused. */
+ * spares every other module FFTW's padding. Plans are made once and reused.
+ *
+ * Planner rigour (field_plan_options): FFTW_ESTIMATE by default, so that plans, and results
+ * to the last bit, do not depend on timing; -fft_plan measure or patient lets FFTW time
+ * candidate plans when a field is made (about twice as fast transforms at 128^3 on the
+ * development machine, for a second or two of planning), and -fft_wisdom FILE keeps the
+ * plans found: rank 0 reads the file (when it exists) before planning and FFTW broadcasts it,
+ * and after planning the wisdom of all ranks is gathered and written back (to a temporary
+ * name, then renamed). With the same file, later runs make the same plans, hence the same
+ * results. FFTW's planner and wisdom are process-wide, so these settings are too. */
 #include "cerberus/field.h"
 
 #include "cerberus/logevent.h"
 #include "cerberus/status.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int fftw_mpi_ready = 0;
+
+/* The planner settings of this process (see the top). */
+static unsigned plan_rigour = FFTW_ESTIMATE;
+static char wisdom_path[4096];
+
+static const char *const rigour_names[] = {"estimate", "measure", "patient"};
+static const unsigned rigour_flags[] = {FFTW_ESTIMATE, FFTW_MEASURE, FFTW_PATIENT};
+
+int field_plan_options(options *o) {
+  int idx = 0;
+  CB_CALL(options_choice(o, "-fft_plan",
+                         "FFTW planner: estimate (no planning; reruns identical to the last bit), "
+                         "measure or patient (candidate plans timed at start-up: faster)",
+                         "estimate,measure,patient", "estimate", &idx));
+  bool set = false;
+  CB_CALL(options_string(o, "-fft_wisdom",
+                         "FFTW wisdom file, read when it exists and written back with new plans "
+                         "(runs that share it make the same plans)",
+                         NULL, wisdom_path, sizeof wisdom_path, &set));
+  if (!set) wisdom_path[0] = '\0';
+  plan_rigour = rigour_flags[idx];
+  return CB_OK;
+}
+
+const char *field_plan_name(void) {
+  for (int i = 0; i < 3; i++)
+    if (rigour_flags[i] == plan_rigour) return rigour_names[i];
+  return "estimate";
+}
+
+/* Rank 0 reads the wisdom file, if there is one, and FFTW hands it to every rank. Collective;
+ * the outcome is the same on every rank. */
+static int wisdom_import(MPI_Comm comm) {
+  int rank, st[2] = {0, 0}; /* st[0]: 1 unreadable; st[1]: errno */
+  MPI_Comm_rank(comm, &rank);
+  if (rank == 0 && access(wisdom_path, F_OK) == 0 &&
+      !fftw_import_wisdom_from_filename(wisdom_path)) {
+    st[0] = 1;
+    st[1] = access(wisdom_path, R_OK) == 0 ? 0 : errno;
+  }
+  MPI_Bcast(st, 2, MPI_INT, 0, comm);
+  CB_CHECK(!st[0] || !st[1], CB_ERR_IO, "-fft_wisdom %s: %s", wisdom_path, strerror(st[1]));
+  CB_CHECK(!st[0], CB_ERR_INPUT, "-fft_wisdom %s: not an FFTW wisdom file", wisdom_path);
+  fftw_mpi_broadcast_wisdom(comm);
+  return CB_OK;
+}
+
+/* Every rank's wisdom to rank 0, which writes it to a temporary name and renames it over the
+ * file. Collective. */
+static int wisdom_export(MPI_Comm comm) {
+  int rank, err = 0;
+  MPI_Comm_rank(comm, &rank);
+  fftw_mpi_gather_wisdom(comm);
+  if (rank == 0) {
+    char tmp[sizeof wisdom_path + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", wisdom_path, (long)getpid());
+    if (!fftw_export_wisdom_to_filename(tmp))
+      err = errno ? errno : EIO;
+    else if (rename(tmp, wisdom_path) != 0) {
+      err = errno;
+      remove(tmp);
+    }
+  }
+  MPI_Bcast(&err, 1, MPI_INT, 0, comm);
+  CB_CHECK(!err, CB_ERR_IO, "-fft_wisdom %s: cannot write it: %s", wisdom_path, strerror(err));
+  return CB_OK;
+}
 
 int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, field **out) {
   *out = NULL;
@@ -72,15 +150,28 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   for (int r = 0; r < f->size; r++) f->plane_start[r] = (ptrdiff_t)starts[r];
   f->plane_start[f->size] = n;
   free(starts);
-  f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm, FFTW_ESTIMATE);
-  f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm, FFTW_ESTIMATE);
-  f->r2c_t = fftw_mpi_plan_dft_r2c_3d(n, n, n, f->work, (fftw_complex *)f->work, comm,
-                                      FFTW_ESTIMATE | FFTW_MPI_TRANSPOSED_OUT);
-  f->c2r_t = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)f->work, f->work, comm,
-                                      FFTW_ESTIMATE | FFTW_MPI_TRANSPOSED_IN);
+  int st = wisdom_path[0] ? wisdom_import(comm) : CB_OK;
+  if (st != CB_OK) {
+    field_destroy(&f);
+    CB_CALL(st);
+  }
+  /* measuring overwrites the buffer: the plans are made before anything is in it */
+  const unsigned r = plan_rigour;
+  double *w = f->work;
+  f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r);
+  f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r);
+  f->r2c_t =
+      fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r | FFTW_MPI_TRANSPOSED_OUT);
+  f->c2r_t =
+      fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r | FFTW_MPI_TRANSPOSED_IN);
   if (!f->r2c || !f->c2r || !f->r2c_t || !f->c2r_t) {
     field_destroy(&f);
     return CB_ERROR(CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);
+  }
+  st = wisdom_path[0] ? wisdom_export(comm) : CB_OK;
+  if (st != CB_OK) {
+    field_destroy(&f);
+    CB_CALL(st);
   }
   *out = f;
   return CB_OK;

@@ -177,6 +177,7 @@ int ic_config_read(options *o, ic_config *cfg) {
   CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   cfg->seed = (unsigned long)seed;
   CB_CALL(ic_cosmo_options(o, &cfg->cosmo, cfg->pk_file, sizeof cfg->pk_file));
+  CB_CALL(field_plan_options(o));
   return CB_OK;
 }
 

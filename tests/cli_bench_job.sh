@@ -1,11 +1,12 @@
 #!/bin/bash
 # cli_bench_job: jobs/bench.sh and scripts/plot_bench.py, the strong-scaling job.
 #
-# The job on a small grid at 3 ranks must write one CSV per benchmark with the header and a
-# row for 1, 2 and 3 ranks (in that order), and the picture; its bad settings (an unknown
-# benchmark, a rank count that is not a number) must each stop it with one line and leave no
-# CSV. plot_bench.py must refuse a missing file, a file without rows and a non-numeric time
-# with one line naming the file, and leave no picture.
+# The job on a small grid at 3 ranks must write one CSV per benchmark with the header and a row
+# for 1, 2 and 3 ranks (in that order), and the picture, and no FFTW wisdom file unless FFT_PLAN
+# asks for measured plans; its bad settings (an unknown benchmark, a rank count that is not a
+# number, an unknown FFT_PLAN) must each stop it with one line and leave no CSV. plot_bench.py
+# must refuse a missing file, a file without rows and a non-numeric time with one line naming
+# the file, and leave no picture.
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 SRC=${CERBERUS_SRC:?CERBERUS_SRC not set}
 PY=/usr/bin/python3
@@ -30,11 +31,18 @@ done
 grep -q "plot_bench: lpt at 3 ranks: forward + adjoint" out.txt ||
   { echo "FAIL: the job did not print the lpt ratios: $(cat out.txt)"; fail=1; }
 ls o/*.tmp.* > /dev/null 2>&1 && { echo "FAIL: temporary files left in o/"; fail=1; }
+[ -e o/fftw.wisdom ] && { echo "FAIL: FFT_PLAN=estimate wrote o/fftw.wisdom"; fail=1; }
+# measured plans: the wisdom is kept beside the CSV
+run job OUT="$T/m" SLURM_NTASKS=2 N_GRID=12 REPEAT=1 BENCH=lpt FFT_PLAN=measure
+[ -s m/fftw.wisdom ] && [ "$(wc -l < m/bench_lpt.csv)" -eq 3 ] ||
+  { echo "FAIL: FFT_PLAN=measure: no m/fftw.wisdom or not 2 rows: $(ls m)"; fail=1; }
 
 BAD_LINE='.'
 bad "bench.sh: BENCH: unknown benchmark 'fftw'" b1/ job OUT="$T/b1" BENCH=fftw
 bad "bench.sh: SLURM_NTASKS must be a positive integer (got 'two')" b2/ \
   job OUT="$T/b2" SLURM_NTASKS=two
+bad "bench.sh: FFT_PLAN must be estimate, measure or patient (got 'fast')" b3/ \
+  job OUT="$T/b3" FFT_PLAN=fast
 
 printf 'bench,n_grid,ranks\n' > empty.csv
 awk -F, -v OFS=, 'NR == 3 { $10 = "abc" } { print }' o/bench_lpt.csv > nan.csv # chain_fwd_adj_s

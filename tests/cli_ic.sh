@@ -2,13 +2,16 @@
 # cli_ic: `cerberus ic` and `cerberus pk` from the command line.
 #
 # Good runs: ic then pk on 1 and 2 ranks give the same P(k) table; the outputs hold what the
-# plot script reads. Then every bad input of issue 2 provoked once through the binary:
-# missing and unreadable P(k) tables, a table not increasing in k, a k outside the table,
-# zero and negative -box_size and -n_grid, an odd grid, a grid that cannot be split over the
-# ranks, an existing output without -overwrite (left untouched), a nonexistent output
-# directory, a corrupt and a wrong-shaped HDF5 input for pk, a missing input and dataset, a
-# typo in an option and a malformed value. Each must exit non-zero with exactly one line on
-# stderr from cerberus naming the input, and leave no output (nor temporary file) behind.
+# plot script reads; measured FFT plans (-fft_plan, -fft_wisdom) give the same fields to
+# rounding, and the same to the last bit when the wisdom file is reused. Then every bad input of
+# issue 2 provoked once through the binary: missing and unreadable P(k) tables, a table not
+# increasing in k, a k outside the table, zero and negative -box_size and -n_grid, an odd grid,
+# a grid that cannot be split over the ranks, an existing output without -overwrite (left
+# untouched), a nonexistent output directory, a corrupt and a wrong-shaped HDF5 input for pk, a
+# missing input and dataset, a typo in an option and a malformed value, an unknown -fft_plan,
+# and a -fft_wisdom that is junk, a directory, or in a nonexistent directory. Each must exit
+# non-zero with exactly one line on stderr from cerberus naming the input, and leave no output
+# (nor temporary file) behind.
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 
 # ---- good runs: 32^3 in 180 Mpc/h, not the defaults
@@ -132,6 +135,42 @@ with h5py.File('shape.h5', 'w') as f:
 else
   echo "skipped the 8x8x6 dataset case: /usr/bin/python3 has no h5py"
 fi
+
+# ---- FFT planner: measured plans give the same fields to rounding; the wisdom file is written,
+# grows with the plans of another rank count, and makes a rerun the same to the last bit
+run "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan measure -fft_wisdom w.wis -o icm1.h5
+[ -s w.wis ] || { echo "FAIL: -fft_wisdom w.wis was not written"; fail=1; }
+wis1=$(wc -c < w.wis)
+run mpiexec -n 2 "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan patient -fft_wisdom w.wis -o icm2.h5
+[ "$(wc -c < w.wis)" -gt "$wis1" ] || { echo "FAIL: w.wis did not take the 2-rank plans"; fail=1; }
+run "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan measure -fft_wisdom w.wis -o icm3.h5
+grep -q -- "-fft_plan measure" <(strings icm1.h5) || { echo "FAIL: icm1.h5 does not record -fft_plan"; fail=1; }
+if /usr/bin/python3 -c "import h5py, numpy" 2> /dev/null; then
+  if ! /usr/bin/python3 - > py.txt 2>&1 <<'PYEOF'
+import h5py, numpy as np
+d = {}
+for name in ("ic1.h5", "ic2.h5", "icm1.h5", "icm2.h5", "icm3.h5"):
+    with h5py.File(name, "r") as f:
+        d[name] = f["delta_linear"][...]
+ref = d["ic2.h5"]
+for name in ("icm1.h5", "icm2.h5"):
+    err = np.abs(d[name] - ref).max() / np.abs(ref).max()
+    assert err < 1e-13, (name, err)
+assert np.array_equal(d["icm1.h5"], d["icm3.h5"]), "the rerun with the same wisdom differs"
+PYEOF
+  then
+    echo "FAIL: measured plans: $(cat py.txt)"; fail=1
+  fi
+else
+  echo "skipped the comparison of measured and estimated fields: /usr/bin/python3 has no h5py"
+fi
+head -c 500 /dev/urandom > junk.wis
+sum_before=$(cksum < junk.wis)
+bad "-fft_plan" o.h5 "$EXE" ic -n_grid 16 -fft_plan fast -o o.h5
+bad "junk.wis: not an FFTW wisdom file" o.h5 "$EXE" ic -n_grid 16 -fft_wisdom junk.wis -o o.h5
+[ "$(cksum < junk.wis)" = "$sum_before" ] || { echo "FAIL: the refused junk.wis was changed"; fail=1; }
+bad "no/such/dir/w.wis" o.h5 mpiexec -n 2 "$EXE" ic -n_grid 16 -fft_wisdom no/such/dir/w.wis -o o.h5
+bad "adir: " p.h5 "$EXE" pk ic1.h5 -fft_wisdom adir -o p.h5
 
 if ls ./*.tmp.* > /dev/null 2>&1; then echo "FAIL: temporary files left: $(ls ./*.tmp.*)"; fail=1; fi
 exit $fail

@@ -10,7 +10,9 @@
  * Conventions: forward f(k) = sum_x f(x) exp(-i k.x); field_c2r includes the 1/N^3 so that
  * c2r(r2c(f)) = f. Wave numbers k = (2 pi / L) (a, b, c), a, b in [-N/2, N/2) and
  * c in [0, N/2] for the half-complex last axis.
- * The decomposition is FFTW's; a grid that leaves a rank without planes is an error. */
+ * The decomposition is FFTW's; a grid that leaves a rank without planes is an error.
+ * -fft_wisdom errors name the file: malformed (CB_ERR_INPUT), unreadable or unwritable
+ * (CB_ERR_IO). */
 #ifndef CERBERUS_FIELD_H
 #define CERBERUS_FIELD_H
 
@@ -19,6 +21,8 @@
 #include <stddef.h>
 
 #include <fftw3-mpi.h>
+
+#include "cerberus/options.h"
 
 typedef struct field {
   MPI_Comm comm;
@@ -37,6 +41,13 @@ typedef struct field {
   fftw_plan r2c, c2r;
   fftw_plan r2c_t, c2r_t; /* the transposed layout's (FFTW_MPI_TRANSPOSED_OUT / _IN) */
 } field;
+
+/* The FFT planner options, -fft_plan estimate|measure|patient and -fft_wisdom FILE (see
+ * src/field.c), for the fields made after the call: commands that make fields read them
+ * with their other options. Process-wide, like FFTW's planner. Collective on o. */
+int field_plan_options(options *o);
+/* "estimate", "measure" or "patient": the setting now in force. Not collective. */
+const char *field_plan_name(void);
 
 /* Collective. Errors (CB_ERR_INPUT) for n < 2, odd n, L <= 0 or non-finite, and a grid that
  * cannot be split over the ranks (a rank with no plane, or fewer than min_planes planes:
