@@ -1,5 +1,5 @@
-/* bench_lpt: `cerberus bench lpt -n_grid N [-repeat R] [-lpt_order 1|2]`, the forward model's
- * cost in units of one FFT (issue 3's benchmark).
+/* bench_lpt: `cerberus bench lpt -n_grid N [-repeat R] [-lpt_order 1|2] [-scaling]`, the
+ * forward model's cost in units of one FFT (issue 3's benchmark).
  *
  * On an N^3 grid (250 Mpc/h, Eisenstein-Hu P(k)) at the current number of ranks, times, each
  * the fastest of R rounds (the operations interleaved in each round) after one untimed
@@ -17,7 +17,14 @@
  * fwd_adj_in_t_ffts over one r2c in the transposed layout (field_r2c_t), the kind the chain
  * itself makes. Peak memory
  * is getrusage's ru_maxrss over the rank's local voxels, the maximum over ranks; "net"
- * subtracts the peak measured before the grid was made (MPI, PETSc and the program). */
+ * subtracts the peak measured before the grid was made (MPI, PETSc and the program).
+ *
+ * With -scaling, the same on the first 1, 2, 4, ... ranks of the run (sub-communicators) as
+ * well as on all of them, one row per rank count: the rounds interleave the rank counts too
+ * (the ranks outside a count wait at a barrier), so that the speed-up between two rows is
+ * measured under the same conditions, which on a shared machine separate runs are not. The
+ * memory columns of a row are then its own rise of the peak (plus, for the peak column, the
+ * program's), since the other counts' grids are held at the same time. */
 #include "cerberus/bench.h"
 #include "cerberus/cic.h"
 #include "cerberus/cosmology.h"
@@ -28,10 +35,13 @@
 #include "cerberus/status.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/resource.h>
 #include <time.h>
+
+enum { N_OPS = 7, N_OPS_MAX = 8 };
 
 static double peak_bytes(void) {
   struct rusage ru;
@@ -40,17 +50,19 @@ static double peak_bytes(void) {
 }
 
 typedef struct lpt_bench {
+  MPI_Comm comm; /* the ranks this one runs on; MPI_COMM_NULL on the others */
   field *f;
   lpt *lpt;
   cic *cic;
   forward *fw;
   double *s, *delta_L, *delta, *pos, *g;
   fftw_complex *sk;
+  double t[N_OPS_MAX], cpu[N_OPS_MAX]; /* the fastest of the rounds */
+  double mem[2];                       /* peak and net bytes per voxel */
 } lpt_bench;
 
 /* op: 0 r2c, 1 lpt forward, 2 cic, 3 chain forward, 4 chain forward + adjoint, 5 c2r, 6 r2c in
  * the transposed layout (the chain's own) */
-enum { N_OPS = 7 };
 static int run_op(lpt_bench *b, int op) {
   const size_t np = (size_t)b->f->n_real_local;
   switch (op) {
@@ -74,41 +86,26 @@ static double cpu_seconds(void) {
   return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* One timed run of op, in wall time (from a barrier to the slowest rank) and in this
- * process's CPU time (the maximum over ranks; Open MPI polls while it waits, so waiting still
- * counts as CPU time, but time other programs held the core does not). */
-static int time_op(MPI_Comm comm, lpt_bench *b, int op, double *wall, double *cpu) {
-  double t0 = bench_clock_start(comm), c0 = cpu_seconds();
+/* One timed run of op on b's ranks, in wall time (from a barrier to the slowest rank) and in
+ * this process's CPU time (the maximum over ranks; Open MPI polls while it waits, so waiting
+ * still counts as CPU time, but time other programs held the core does not); the fastest
+ * so far kept. */
+static int time_op(lpt_bench *b, int op) {
+  double t0 = bench_clock_start(b->comm), c0 = cpu_seconds();
   CB_CALL(run_op(b, op));
   double dc = cpu_seconds() - c0;
-  *wall = bench_clock_stop(comm, t0);
-  MPI_Allreduce(MPI_IN_PLACE, &dc, 1, MPI_DOUBLE, MPI_MAX, comm);
-  *cpu = dc;
+  const double wall = bench_clock_stop(b->comm, t0);
+  MPI_Allreduce(MPI_IN_PLACE, &dc, 1, MPI_DOUBLE, MPI_MAX, b->comm);
+  b->t[op] = fmin(b->t[op], wall);
+  b->cpu[op] = fmin(b->cpu[op], dc);
   return CB_OK;
 }
 
-/* The fastest of repeat rounds per op, the ops interleaved within each round (after one
- * untimed warm-up round): on a shared, oversubscribed machine the minimum is the stable
- * estimate, and interleaving exposes the FFT and the chain to the same conditions, so that
- * their ratio does not depend on when the machine was busy. */
-static int time_ops(MPI_Comm comm, lpt_bench *b, long repeat, double wall[N_OPS],
-                    double cpu[N_OPS]) {
-  for (int op = 0; op < N_OPS; op++) {
-    CB_CALL(run_op(b, op));
-    wall[op] = cpu[op] = INFINITY;
-  }
-  for (long r = 0; r < repeat; r++)
-    for (int op = 0; op < N_OPS; op++) {
-      double w, c;
-      CB_CALL(time_op(comm, b, op, &w, &c));
-      wall[op] = fmin(wall[op], w);
-      cpu[op] = fmin(cpu[op], c);
-    }
-  return CB_OK;
-}
-
-static int lpt_bench_run(MPI_Comm comm, lpt_bench *b, const cosmology *c, int order, long repeat,
-                         double base) {
+/* The grid, the objects and the fields of one rank count (on its ranks), then one untimed
+ * warm-up round; the memory columns from the rise of the peak that this caused. */
+static int lpt_bench_setup(lpt_bench *b, const cosmology *c, long n, int order, double base) {
+  const double before = peak_bytes();
+  CB_CALL(field_create(b->comm, n, 250.0, 1, &b->f));
   field *f = b->f;
   CB_CALL(lpt_create(f, order, &b->lpt));
   CB_CALL(cic_create(f, &b->cic));
@@ -123,52 +120,105 @@ static int lpt_bench_run(MPI_Comm comm, lpt_bench *b, const cosmology *c, int or
            "out of memory for a %td^3 benchmark", f->n);
   CB_CALL(ic_white_noise(f, 1, b->s));
   CB_CALL(forward_run(b->fw, b->s, b->delta_L, b->delta));
-  double t[N_OPS], cpu[N_OPS];
-  CB_CALL(time_ops(comm, b, repeat, t, cpu));
+  for (int op = 0; op < N_OPS; op++) {
+    CB_CALL(run_op(b, op));
+    b->t[op] = b->cpu[op] = INFINITY;
+  }
   const double voxels = (double)(f->n_real_local > 0 ? f->n_real_local : 1);
-  double mem[2] = {peak_bytes() / voxels, (peak_bytes() - base) / voxels};
-  MPI_Allreduce(MPI_IN_PLACE, mem, 2, MPI_DOUBLE, MPI_MAX, comm);
-  char row[768];
-  snprintf(
-      row, sizeof row,
-      "lpt,%td,%d,%ld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.3g,"
-      "%.6g,%.3g,%.4g,%.4g",
-      f->n, f->size, repeat, order, t[0], t[1], t[2], t[3], t[4], t[4] / t[0], cpu[0], cpu[1],
-      cpu[2], cpu[3], cpu[4], cpu[4] / cpu[0], t[5], t[4] / (0.5 * (t[0] + t[5])), t[6],
-      t[4] / t[6], mem[0], mem[1]);
-  bench_print_csv(comm,
-                  "bench,n_grid,ranks,repeat,lpt_order,fft_r2c_s,lpt_forward_s,cic_assign_s,"
-                  "chain_forward_s,chain_fwd_adj_s,fwd_adj_in_ffts,cpu_fft_r2c_s,cpu_lpt_forward_s,"
-                  "cpu_cic_assign_s,cpu_chain_forward_s,cpu_chain_fwd_adj_s,cpu_fwd_adj_in_ffts,"
-                  "fft_c2r_s,fwd_adj_in_mean_ffts,fft_r2c_t_s,fwd_adj_in_t_ffts,"
-                  "peak_bytes_per_voxel,net_bytes_per_voxel",
-                  row);
+  const double net = peak_bytes() - before;
+  b->mem[0] = (base + net) / voxels;
+  b->mem[1] = net / voxels;
+  MPI_Allreduce(MPI_IN_PLACE, b->mem, 2, MPI_DOUBLE, MPI_MAX, b->comm);
   return CB_OK;
+}
+
+static void lpt_bench_free(lpt_bench *b) {
+  forward_destroy(&b->fw);
+  cic_destroy(&b->cic);
+  lpt_destroy(&b->lpt);
+  fftw_free(b->s);
+  fftw_free(b->delta_L);
+  fftw_free(b->delta);
+  fftw_free(b->g);
+  fftw_free(b->sk);
+  free(b->pos);
+  field_destroy(&b->f);
+  if (b->comm != MPI_COMM_NULL) MPI_Comm_free(&b->comm);
+}
+
+/* The rounds: in each, every op on every rank count in turn (the ranks outside a count wait
+ * at a barrier of all), the fastest of repeat rounds kept. On a shared, oversubscribed
+ * machine the minimum is the stable estimate, and interleaving exposes the FFT, the chain and
+ * the rank counts to the same conditions, so that their ratios do not depend on when the
+ * machine was busy. A failure on some ranks is reported on all (the outcome is reduced). */
+static int time_rounds(MPI_Comm comm, lpt_bench *b, int nb, long repeat) {
+  for (long r = 0; r < repeat; r++)
+    for (int i = 0; i < nb; i++)
+      for (int op = 0; op < N_OPS; op++) {
+        int st = b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK, bad = st != CB_OK;
+        MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
+        if (st != CB_OK) CB_CALL(st);
+        CB_CHECK(!bad, CB_ERR_INTERNAL, "bench lpt failed on another rank");
+      }
+  return CB_OK;
+}
+
+static void print_row(const lpt_bench *b, long repeat, int order, int header) {
+  const double *t = b->t, *cpu = b->cpu, *mem = b->mem;
+  if (header)
+    printf("bench,n_grid,ranks,repeat,lpt_order,fft_r2c_s,lpt_forward_s,cic_assign_s,"
+           "chain_forward_s,chain_fwd_adj_s,fwd_adj_in_ffts,cpu_fft_r2c_s,cpu_lpt_forward_s,"
+           "cpu_cic_assign_s,cpu_chain_forward_s,cpu_chain_fwd_adj_s,cpu_fwd_adj_in_ffts,"
+           "fft_c2r_s,fwd_adj_in_mean_ffts,fft_r2c_t_s,fwd_adj_in_t_ffts,"
+           "peak_bytes_per_voxel,net_bytes_per_voxel\n");
+  printf("lpt,%td,%d,%ld,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.6g,%.6g,%.6g,%.6g,%.3g,%.6g,%.3g,"
+         "%.6g,%.3g,%.4g,%.4g\n",
+         b->f->n, b->f->size, repeat, order, t[0], t[1], t[2], t[3], t[4], t[4] / t[0], cpu[0],
+         cpu[1], cpu[2], cpu[3], cpu[4], cpu[4] / cpu[0], t[5], t[4] / (0.5 * (t[0] + t[5])), t[6],
+         t[4] / t[6], mem[0], mem[1]);
 }
 
 int bench_lpt(MPI_Comm comm, options *o) {
   long n, repeat, order;
+  bool scaling = false;
   CB_CALL(bench_grid_options(o, 5, &n, &repeat));
   CB_CALL(options_int(o, "-lpt_order", "1 (Zel'dovich) or 2 (2LPT)", 1, &order));
+  CB_CALL(options_bool(o, "-scaling",
+                       "also on the first 1, 2, 4, ... ranks (sub-communicators), interleaved "
+                       "with the full run: one row per rank count, under the same conditions",
+                       false, &scaling));
   CB_CALL(options_finish(o));
   CB_CHECK(order == 1 || order == 2, CB_ERR_INPUT, "-lpt_order must be 1 or 2 (got %ld)", order);
   const double base = peak_bytes();
+  int rank, size;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm_size(comm, &size);
+  int counts[32], nb = 0;
+  if (scaling)
+    for (int r = 1; r < size && nb < 31; r *= 2) counts[nb++] = r;
+  counts[nb++] = size;
   cosmo_params p = cosmo_params_default();
   cosmology *c = NULL;
   CB_CALL(cosmology_create(&p, NULL, &c));
-  lpt_bench b = {0};
-  int st = field_create(comm, n, 250.0, 1, &b.f);
-  if (st == CB_OK) st = lpt_bench_run(comm, &b, c, (int)order, repeat, base);
-  forward_destroy(&b.fw);
-  cic_destroy(&b.cic);
-  lpt_destroy(&b.lpt);
-  fftw_free(b.s);
-  fftw_free(b.delta_L);
-  fftw_free(b.delta);
-  fftw_free(b.g);
-  fftw_free(b.sk);
-  free(b.pos);
-  field_destroy(&b.f);
+  lpt_bench b[32];
+  for (int i = 0; i < nb; i++) b[i] = (lpt_bench){.comm = MPI_COMM_NULL};
+  int st = CB_OK;
+  /* the full count first: its errors (a grid that cannot be split) come before any other */
+  for (int i = nb - 1; i >= 0 && st == CB_OK; i--) {
+    MPI_Comm_split(comm, rank < counts[i] ? 0 : MPI_UNDEFINED, rank, &b[i].comm);
+    int sst = b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base) : CB_OK;
+    int bad = sst != CB_OK;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
+    st = sst != CB_OK ? sst
+         : bad        ? CB_ERROR(CB_ERR_INTERNAL, "bench lpt failed on another rank")
+                      : CB_OK;
+  }
+  if (st == CB_OK) st = time_rounds(comm, b, nb, repeat);
+  if (st == CB_OK && rank == 0) {
+    for (int i = 0; i < nb; i++) print_row(&b[i], repeat, (int)order, i == 0);
+    fflush(stdout);
+  }
+  for (int i = 0; i < nb; i++) lpt_bench_free(&b[i]);
   cosmology_destroy(&c);
   CB_CALL(st);
   return CB_OK;

@@ -2,9 +2,10 @@
 # cli_bench_lpt: `cerberus bench lpt` from the command line.
 #
 # A small run on 1 and 2 ranks prints the CSV header and one row with every column, positive
-# times and memory, for 1LPT and 2LPT. Then each bad input once: -lpt_order outside {1, 2},
-# an odd and a non-positive grid, -repeat 0, a malformed value. Each must exit non-zero with
-# exactly one line from cerberus naming the option.
+# times and memory, for 1LPT and 2LPT; -scaling on 3 ranks prints a row for each of 1, 2 and 3
+# ranks. Then each bad input once: -lpt_order outside {1, 2}, an odd and a non-positive grid,
+# -repeat 0, a malformed value. Each must exit non-zero with exactly one line from cerberus
+# naming the option.
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 
 for np in 1 2; do
@@ -25,6 +26,18 @@ for np in 1 2; do
   done
 done
 
+# -scaling: rows for 1, 2 and 3 ranks from one run on 3, each complete and positive
+if ! mpiexec -n 3 "$EXE" bench lpt -n_grid 24 -repeat 1 -scaling > out.txt 2> err.txt; then
+  echo "FAIL: bench lpt -scaling on 3 ranks: $(cat err.txt)"; fail=1
+elif ! awk -F, 'NR == 1 { nh = NF; if ($1 != "bench" || $NF != "net_bytes_per_voxel") exit 1 }
+      NR > 1 { if (NF != nh || $1 != "lpt" || $3 != NR - 1) exit 1
+               for (i = 6; i <= NF; i++) if (!($i + 0 > 0)) exit 1 }
+      END { if (NR != 4) exit 1 }' out.txt; then
+  echo "FAIL: bench lpt -scaling on 3 ranks printed: $(cat out.txt)"; fail=1
+else
+  echo "ok: -scaling gives rows for 1, 2, 3 ranks"
+fi
+
 # -N, as the issue spells the benchmark, is the grid size too
 if ! mpiexec -n 1 "$EXE" bench lpt -N 16 -repeat 1 > out.txt 2> err.txt || \
    ! awk -F, 'NR == 2 && $2 == 16 { ok = 1 } END { exit !ok }' out.txt; then
@@ -40,4 +53,5 @@ bad "-n_grid" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 15
 bad "-n_grid" "" mpiexec -n 1 "$EXE" bench lpt -n_grid -4
 bad "-repeat" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -repeat 0
 bad "-lpt_order" "" mpiexec -n 1 "$EXE" bench lpt -n_grid 16 -lpt_order two
+bad "cannot be split over 3 ranks" "" mpiexec -n 3 "$EXE" bench lpt -n_grid 4 -scaling
 exit $fail
