@@ -2,10 +2,10 @@
 # cli_bench_lpt: `cerberus bench lpt` from the command line.
 #
 # A small run on 1 and 2 ranks prints the CSV header and one row with every column, positive
-# times and memory, for 1LPT and 2LPT; -scaling on 3 ranks prints a row for each of 1, 2 and 3
-# ranks. Then each bad input once: -lpt_order outside {1, 2}, an odd and a non-positive grid,
-# -repeat 0, a malformed value. Each must exit non-zero with exactly one line from cerberus
-# naming the option.
+# times and memory, for 1LPT and 2LPT; -scaling on 3 (4) ranks prints a row for each of 1, 2 and
+# 3 (4) ranks. Then each bad input once: -lpt_order outside {1, 2}, an odd and a non-positive
+# grid, -repeat 0, a malformed value. Each must exit non-zero with exactly one line from
+# cerberus naming the option.
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
 
 for np in 1 2; do
@@ -26,17 +26,22 @@ for np in 1 2; do
   done
 done
 
-# -scaling: rows for 1, 2 and 3 ranks from one run on 3, each complete and positive
-if ! mpiexec -n 3 "$EXE" bench lpt -n_grid 24 -repeat 1 -scaling > out.txt 2> err.txt; then
-  echo "FAIL: bench lpt -scaling on 3 ranks: $(cat err.txt)"; fail=1
-elif ! awk -F, 'NR == 1 { nh = NF; if ($1 != "bench" || $NF != "net_bytes_per_voxel") exit 1 }
-      NR > 1 { if (NF != nh || $1 != "lpt" || $3 != NR - 1) exit 1
-               for (i = 6; i <= NF; i++) if (!($i + 0 > 0)) exit 1 }
-      END { if (NR != 4) exit 1 }' out.txt; then
-  echo "FAIL: bench lpt -scaling on 3 ranks printed: $(cat out.txt)"; fail=1
-else
-  echo "ok: -scaling gives rows for 1, 2, 3 ranks"
-fi
+# -scaling: rows for 1, 2, 3 ranks from one run on 3, and for 1, 2, 4 from one on 4, each
+# complete and positive
+for np in 3 4; do
+  want="1 2 $np"
+  if ! mpiexec -n $np "$EXE" bench lpt -n_grid 24 -repeat 1 -scaling > out.txt 2> err.txt; then
+    echo "FAIL: bench lpt -scaling on $np ranks: $(cat err.txt)"; fail=1
+  elif ! awk -F, -v want="$want" '
+        NR == 1 { nh = NF; if ($1 != "bench" || $NF != "net_bytes_per_voxel") exit 1 }
+        NR > 1 { if (NF != nh || $1 != "lpt") exit 1; got = got (NR > 2 ? " " : "") $3
+                 for (i = 6; i <= NF; i++) if (!($i + 0 > 0)) exit 1 }
+        END { if (got != want) exit 1 }' out.txt; then
+    echo "FAIL: bench lpt -scaling on $np ranks printed: $(cat out.txt)"; fail=1
+  else
+    echo "ok: -scaling on $np ranks gives rows for $want ranks"
+  fi
+done
 
 # -N, as the issue spells the benchmark, is the grid size too
 if ! mpiexec -n 1 "$EXE" bench lpt -N 16 -repeat 1 > out.txt 2> err.txt || \

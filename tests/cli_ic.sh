@@ -3,7 +3,7 @@
 #
 # Good runs: ic then pk on 1 and 2 ranks give the same P(k) table; the outputs hold what the
 # plot script reads; measured FFT plans (-fft_plan, -fft_wisdom) give the same fields to
-# rounding, and the same to the last bit when the wisdom file is reused. Then every bad input of
+# rounding on 1 to 4 ranks, and the same to the last bit when the wisdom file is reused. Then every bad input of
 # issue 2 provoked once through the binary: missing and unreadable P(k) tables, a table not
 # increasing in k, a k outside the table, zero and negative -box_size and -n_grid, an odd grid,
 # a grid that cannot be split over the ranks, an existing output without -overwrite (left
@@ -144,16 +144,20 @@ wis1=$(wc -c < w.wis)
 run mpiexec -n 2 "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan patient -fft_wisdom w.wis -o icm2.h5
 [ "$(wc -c < w.wis)" -gt "$wis1" ] || { echo "FAIL: w.wis did not take the 2-rank plans"; fail=1; }
 run "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan measure -fft_wisdom w.wis -o icm3.h5
+for np in 3 4; do
+  run mpiexec -n $np "$EXE" ic -n_grid 32 -box_size 180 -seed 7 -redshift 0.5 -fft_plan measure \
+    -fft_wisdom w.wis -o icm_np$np.h5
+done
 grep -q -- "-fft_plan measure" <(strings icm1.h5) || { echo "FAIL: icm1.h5 does not record -fft_plan"; fail=1; }
 if /usr/bin/python3 -c "import h5py, numpy" 2> /dev/null; then
   if ! /usr/bin/python3 - > py.txt 2>&1 <<'PYEOF'
 import h5py, numpy as np
 d = {}
-for name in ("ic1.h5", "ic2.h5", "icm1.h5", "icm2.h5", "icm3.h5"):
+for name in ("ic1.h5", "ic2.h5", "icm1.h5", "icm2.h5", "icm3.h5", "icm_np3.h5", "icm_np4.h5"):
     with h5py.File(name, "r") as f:
         d[name] = f["delta_linear"][...]
 ref = d["ic2.h5"]
-for name in ("icm1.h5", "icm2.h5"):
+for name in ("icm1.h5", "icm2.h5", "icm_np3.h5", "icm_np4.h5"):
     err = np.abs(d[name] - ref).max() / np.abs(ref).max()
     assert err < 1e-13, (name, err)
 assert np.array_equal(d["icm1.h5"], d["icm3.h5"]), "the rerun with the same wisdom differs"
