@@ -41,7 +41,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-enum { N_OPS = 7, N_OPS_MAX = 8 };
+enum { N_OPS = 7 }; /* the ops of run_op */
 
 static double peak_bytes(void) {
   struct rusage ru;
@@ -57,8 +57,8 @@ typedef struct lpt_bench {
   forward *fw;
   double *s, *delta_L, *delta, *pos, *g;
   fftw_complex *sk;
-  double t[N_OPS_MAX], cpu[N_OPS_MAX]; /* the fastest of the rounds */
-  double mem[2];                       /* peak and net bytes per voxel */
+  double t[N_OPS], cpu[N_OPS]; /* the fastest of the rounds */
+  double mem[2];               /* peak and net bytes per voxel */
 } lpt_bench;
 
 /* op: 0 r2c, 1 lpt forward, 2 cic, 3 chain forward, 4 chain forward + adjoint, 5 c2r, 6 r2c in

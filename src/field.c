@@ -33,7 +33,6 @@ static int fftw_mpi_ready = 0;
 static unsigned plan_rigour = FFTW_ESTIMATE;
 static char wisdom_path[4096];
 
-static const char *const rigour_names[] = {"estimate", "measure", "patient"};
 static const unsigned rigour_flags[] = {FFTW_ESTIMATE, FFTW_MEASURE, FFTW_PATIENT};
 
 int field_plan_options(options *o) {
@@ -52,16 +51,10 @@ int field_plan_options(options *o) {
   return CB_OK;
 }
 
-const char *field_plan_name(void) {
-  for (int i = 0; i < 3; i++)
-    if (rigour_flags[i] == plan_rigour) return rigour_names[i];
-  return "estimate";
-}
-
 /* Rank 0 reads the wisdom file, if there is one, and FFTW hands it to every rank. Collective;
  * the outcome is the same on every rank. */
 static int wisdom_import(MPI_Comm comm) {
-  int rank, st[2] = {0, 0}; /* st[0]: 1 unreadable; st[1]: errno */
+  int rank, st[2] = {0, 0}; /* st[0]: the import failed; st[1]: why, if unreadable (errno) */
   MPI_Comm_rank(comm, &rank);
   if (rank == 0 && access(wisdom_path, F_OK) == 0 &&
       !fftw_import_wisdom_from_filename(wisdom_path)) {
@@ -84,6 +77,7 @@ static int wisdom_export(MPI_Comm comm) {
   if (rank == 0) {
     char tmp[sizeof wisdom_path + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", wisdom_path, (long)getpid());
+    errno = 0;
     if (!fftw_export_wisdom_to_filename(tmp))
       err = errno ? errno : EIO;
     else if (rename(tmp, wisdom_path) != 0) {

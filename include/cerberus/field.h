@@ -46,8 +46,6 @@ typedef struct field {
  * src/field.c), for the fields made after the call: commands that make fields read them
  * with their other options. Process-wide, like FFTW's planner. Collective on o. */
 int field_plan_options(options *o);
-/* "estimate", "measure" or "patient": the setting now in force. Not collective. */
-const char *field_plan_name(void);
 
 /* Collective. Errors (CB_ERR_INPUT) for n < 2, odd n, L <= 0 or non-finite, and a grid that
  * cannot be split over the ranks (a rank with no plane, or fewer than min_planes planes:
