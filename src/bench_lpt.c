@@ -146,6 +146,16 @@ static void lpt_bench_free(lpt_bench *b) {
   if (b->comm != MPI_COMM_NULL) MPI_Comm_free(&b->comm);
 }
 
+/* A status every rank of comm shares: this rank's failure, or a failure on another one (whose
+ * message that rank holds). Collective. */
+static int agreed(MPI_Comm comm, int st) {
+  int bad = st != CB_OK;
+  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
+  CB_CALL(st);
+  CB_CHECK(!bad, CB_ERR_INTERNAL, "bench lpt failed on another rank");
+  return CB_OK;
+}
+
 /* The rounds: in each, every op on every rank count in turn (the ranks outside a count wait
  * at a barrier of all), the fastest of repeat rounds kept. On a shared, oversubscribed
  * machine the minimum is the stable estimate, and interleaving exposes the FFT, the chain and
@@ -154,12 +164,8 @@ static void lpt_bench_free(lpt_bench *b) {
 static int time_rounds(MPI_Comm comm, lpt_bench *b, int nb, long repeat) {
   for (long r = 0; r < repeat; r++)
     for (int i = 0; i < nb; i++)
-      for (int op = 0; op < N_OPS; op++) {
-        int st = b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK, bad = st != CB_OK;
-        MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
-        if (st != CB_OK) CB_CALL(st);
-        CB_CHECK(!bad, CB_ERR_INTERNAL, "bench lpt failed on another rank");
-      }
+      for (int op = 0; op < N_OPS; op++)
+        CB_CALL(agreed(comm, b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK));
   return CB_OK;
 }
 
@@ -206,12 +212,8 @@ int bench_lpt(MPI_Comm comm, options *o) {
   /* the full count first: its errors (a grid that cannot be split) come before any other */
   for (int i = nb - 1; i >= 0 && st == CB_OK; i--) {
     MPI_Comm_split(comm, rank < counts[i] ? 0 : MPI_UNDEFINED, rank, &b[i].comm);
-    int sst = b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base) : CB_OK;
-    int bad = sst != CB_OK;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
-    st = sst != CB_OK ? sst
-         : bad        ? CB_ERROR(CB_ERR_INTERNAL, "bench lpt failed on another rank")
-                      : CB_OK;
+    st = agreed(comm, b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base)
+                                                 : CB_OK);
   }
   if (st == CB_OK) st = time_rounds(comm, b, nb, repeat);
   if (st == CB_OK && rank == 0) {

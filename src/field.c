@@ -90,6 +90,26 @@ static int wisdom_export(MPI_Comm comm) {
   return CB_OK;
 }
 
+/* The four plans of f, on its own buffer (measuring overwrites it: nothing is in it yet),
+ * with the wisdom file read before and written after when there is one. Collective. */
+static int make_plans(field *f) {
+  const MPI_Comm comm = f->comm;
+  const ptrdiff_t n = f->n;
+  if (wisdom_path[0]) CB_CALL(wisdom_import(comm));
+  const unsigned r = plan_rigour;
+  double *w = f->work;
+  f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r);
+  f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r);
+  f->r2c_t =
+      fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r | FFTW_MPI_TRANSPOSED_OUT);
+  f->c2r_t =
+      fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r | FFTW_MPI_TRANSPOSED_IN);
+  CB_CHECK(f->r2c && f->c2r && f->r2c_t && f->c2r_t, CB_ERR_INTERNAL,
+           "FFTW could not plan a %td^3 transform", n);
+  if (wisdom_path[0]) CB_CALL(wisdom_export(comm));
+  return CB_OK;
+}
+
 int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, field **out) {
   *out = NULL;
   CB_CHECK(n >= 2, CB_ERR_INPUT, "-n_grid must be at least 2 (got %td)", n);
@@ -144,25 +164,7 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
   for (int r = 0; r < f->size; r++) f->plane_start[r] = (ptrdiff_t)starts[r];
   f->plane_start[f->size] = n;
   free(starts);
-  int st = wisdom_path[0] ? wisdom_import(comm) : CB_OK;
-  if (st != CB_OK) {
-    field_destroy(&f);
-    CB_CALL(st);
-  }
-  /* measuring overwrites the buffer: the plans are made before anything is in it */
-  const unsigned r = plan_rigour;
-  double *w = f->work;
-  f->r2c = fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r);
-  f->c2r = fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r);
-  f->r2c_t =
-      fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r | FFTW_MPI_TRANSPOSED_OUT);
-  f->c2r_t =
-      fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r | FFTW_MPI_TRANSPOSED_IN);
-  if (!f->r2c || !f->c2r || !f->r2c_t || !f->c2r_t) {
-    field_destroy(&f);
-    return CB_ERROR(CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);
-  }
-  st = wisdom_path[0] ? wisdom_export(comm) : CB_OK;
+  const int st = make_plans(f);
   if (st != CB_OK) {
     field_destroy(&f);
     CB_CALL(st);
