@@ -27,7 +27,8 @@
 # ranks) is skipped with a message. Files are written under a temporary name and renamed.
 #
 # Environment (all optional):
-#   BENCH         benchmarks to run (default: "fft lpt loglike")
+#   BENCH         benchmarks to run (default: "fft lpt loglike memory"; memory is the node's
+#                 memory bandwidth, the yardstick for the others' speed-ups)
 #   N_GRID        grid points per side (default: 128)
 #   REPEAT        timed repetitions per run; each benchmark keeps its fastest (default: 10)
 #   LPT_ORDER     1 or 2, for bench lpt (default: 1)
@@ -47,7 +48,7 @@ fi
 job_top "${BASH_SOURCE[0]}"
 
 NTASKS=${SLURM_NTASKS:-2}
-BENCH=${BENCH:-fft lpt loglike}
+BENCH=${BENCH:-fft lpt loglike memory}
 N_GRID=${N_GRID:-128}
 REPEAT=${REPEAT:-10}
 LPT_ORDER=${LPT_ORDER:-1}
@@ -69,7 +70,9 @@ case $FFT_PLAN in estimate | measure | patient) ;; *)
   die "FFT_PLAN must be estimate, measure or patient (got '$FFT_PLAN')" ;;
 esac
 for b in $BENCH; do
-  case $b in fft | lpt | loglike) ;; *) die "BENCH: unknown benchmark '$b' (fft, lpt, loglike)" ;; esac
+  case $b in fft | lpt | loglike | memory) ;; *)
+    die "BENCH: unknown benchmark '$b' (fft, lpt, loglike, memory)" ;;
+  esac
 done
 mkdir -p "$OUT"
 

@@ -2,10 +2,12 @@
 """plot_bench.py OUT.png BENCH.csv [BENCH.csv ...]: strong scaling of Cerberus's benchmarks.
 
 Reads the CSV files jobs/bench.sh collects (the header of `cerberus bench NAME`, then one row
-per rank count) for the benchmarks fft, lpt and loglike, and draws each one's speed-up
+per rank count) for the benchmarks fft, lpt, loglike and memory, and draws each one's speed-up
 t(1 rank) / t(ranks) of its main time against the number of ranks, beside the ideal. The main
 times: fft seconds_per_pair (an r2c + c2r pair), lpt chain_fwd_adj_s (the forward model and its
-adjoint), loglike fwd_grad_s (ln L and its gradients). With an lpt file a second panel shows
+adjoint), loglike fwd_grad_s (ln L and its gradients), memory triad_s (the STREAM triad over
+arrays of the grid's size: the node's memory bandwidth, which bounds the speed-up of every pass
+over whole fields). With an lpt file a second panel shows
 forward + adjoint in units of one r2c FFT (fwd_adj_in_ffts), of the mean of an r2c and a c2r
 (fwd_adj_in_mean_ffts) and, when the file has it, of one r2c in the transposed layout the chain
 itself uses (fwd_adj_in_t_ffts). The table of times, speed-ups and efficiencies is printed. The speed-up
@@ -22,9 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.dont_write_bytecode = True
 from cerberus_plot import fail, import_plotting, save_png  # noqa: E402
 
-MAIN_TIME = {"fft": "seconds_per_pair", "lpt": "chain_fwd_adj_s", "loglike": "fwd_grad_s"}
+MAIN_TIME = {"fft": "seconds_per_pair", "lpt": "chain_fwd_adj_s", "loglike": "fwd_grad_s",
+             "memory": "triad_s"}
 LABEL = {"fft": "FFT r2c + c2r", "lpt": "LPT + CIC forward + adjoint",
-         "loglike": "ln L + gradients"}
+         "loglike": "ln L + gradients", "memory": "memory bandwidth (STREAM triad)"}
 
 
 def read_csv(path):
@@ -43,7 +46,8 @@ def read_csv(path):
         fail(f"benchmark file '{path}': the rows must all name one benchmark in a 'bench' column")
     name = names.pop()
     if name not in MAIN_TIME:
-        fail(f"benchmark file '{path}': unknown benchmark '{name}' (fft, lpt, loglike)")
+        fail(f"benchmark file '{path}': unknown benchmark '{name}' "
+             "(fft, lpt, loglike, memory)")
     want = ["ranks", MAIN_TIME[name]]
     if name == "lpt":
         want += ["fwd_adj_in_ffts", "fwd_adj_in_mean_ffts"]

@@ -6,6 +6,7 @@
 #include "cerberus/status.h"
 
 #include <stdio.h>
+#include <time.h>
 
 int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) {
   long n_short = 0;
@@ -17,6 +18,50 @@ int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) 
                       repeat));
   CB_CHECK(*repeat >= 1, CB_ERR_INPUT, "-repeat must be at least 1 (got %ld)", *repeat);
   CB_CALL(field_plan_options(o));
+  return CB_OK;
+}
+
+int bench_scaling_option(options *o, bool *scaling) {
+  *scaling = false;
+  CB_CALL(options_bool(o, "-scaling",
+                       "also on the first 1, 2, 4, ... ranks (sub-communicators), interleaved "
+                       "with the full run: one row per rank count, under the same conditions",
+                       false, scaling));
+  return CB_OK;
+}
+
+int bench_rank_counts(MPI_Comm comm, bool scaling, int counts[BENCH_MAX_COUNTS]) {
+  int size, nb = 0;
+  MPI_Comm_size(comm, &size);
+  if (scaling)
+    for (int r = 1; r < size && nb < BENCH_MAX_COUNTS - 1; r *= 2) counts[nb++] = r;
+  counts[nb++] = size;
+  return nb;
+}
+
+MPI_Comm bench_first_ranks(MPI_Comm comm, int count) {
+  int rank;
+  MPI_Comm_rank(comm, &rank);
+  MPI_Comm sub = MPI_COMM_NULL;
+  MPI_Comm_split(comm, rank < count ? 0 : MPI_UNDEFINED, rank, &sub);
+  return sub;
+}
+
+/* The reduction waits asleep, testing every BENCH_NAP_NS: the ranks outside a -scaling
+ * count wait here while the others are timed, and a rank that polled instead would keep its
+ * core busy, which on some machines slows the timed ranks (measured on the 2-core development
+ * VM: a single rank's memory bandwidth 10-15% lower beside a busy core than beside an idle
+ * one), so that the smaller counts would look slower than in a run of their own. */
+enum { BENCH_NAP_NS = 200000 };
+
+int bench_agreed(MPI_Comm comm, int st) {
+  int bad = st != CB_OK, done = 0;
+  MPI_Request req;
+  MPI_Iallreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm, &req);
+  for (MPI_Test(&req, &done, MPI_STATUS_IGNORE); !done; MPI_Test(&req, &done, MPI_STATUS_IGNORE))
+    nanosleep(&(struct timespec){.tv_nsec = BENCH_NAP_NS}, NULL);
+  CB_CALL(st);
+  CB_CHECK(!bad, CB_ERR_INTERNAL, "the benchmark failed on another rank");
   return CB_OK;
 }
 

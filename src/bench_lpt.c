@@ -21,8 +21,9 @@
  *
  * With -scaling, the same on the first 1, 2, 4, ... ranks of the run (sub-communicators) as
  * well as on all of them, one row per rank count: the rounds interleave the rank counts too
- * (the ranks outside a count wait at a barrier), so that the speed-up between two rows is
- * measured under the same conditions, which on a shared machine separate runs are not. The
+ * (the ranks outside a count wait asleep, in bench_agreed, so that their cores are idle as in
+ * a run of the smaller count alone), so that the speed-up between two rows is measured under
+ * the same conditions, which on a shared machine separate runs are not. The
  * memory columns of a row are then its own rise of the peak (plus, for the peak column, the
  * program's), since the other counts' grids are held at the same time. */
 #include "cerberus/bench.h"
@@ -146,26 +147,16 @@ static void lpt_bench_free(lpt_bench *b) {
   if (b->comm != MPI_COMM_NULL) MPI_Comm_free(&b->comm);
 }
 
-/* A status every rank of comm shares: this rank's failure, or a failure on another one (whose
- * message that rank holds). Collective. */
-static int agreed(MPI_Comm comm, int st) {
-  int bad = st != CB_OK;
-  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
-  CB_CALL(st);
-  CB_CHECK(!bad, CB_ERR_INTERNAL, "bench lpt failed on another rank");
-  return CB_OK;
-}
-
 /* The rounds: in each, every op on every rank count in turn (the ranks outside a count wait
- * at a barrier of all), the fastest of repeat rounds kept. On a shared, oversubscribed
- * machine the minimum is the stable estimate, and interleaving exposes the FFT, the chain and
- * the rank counts to the same conditions, so that their ratios do not depend on when the
+ * asleep in the reduction of the outcome), the fastest of repeat rounds kept. On a shared,
+ * oversubscribed machine the minimum is the stable estimate, and interleaving exposes the FFT, the
+ * chain and the rank counts to the same conditions, so that their ratios do not depend on when the
  * machine was busy. A failure on some ranks is reported on all (the outcome is reduced). */
 static int time_rounds(MPI_Comm comm, lpt_bench *b, int nb, long repeat) {
   for (long r = 0; r < repeat; r++)
     for (int i = 0; i < nb; i++)
       for (int op = 0; op < N_OPS; op++)
-        CB_CALL(agreed(comm, b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK));
+        CB_CALL(bench_agreed(comm, b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK));
   return CB_OK;
 }
 
@@ -189,31 +180,24 @@ int bench_lpt(MPI_Comm comm, options *o) {
   bool scaling = false;
   CB_CALL(bench_grid_options(o, 5, &n, &repeat));
   CB_CALL(options_int(o, "-lpt_order", "1 (Zel'dovich) or 2 (2LPT)", 1, &order));
-  CB_CALL(options_bool(o, "-scaling",
-                       "also on the first 1, 2, 4, ... ranks (sub-communicators), interleaved "
-                       "with the full run: one row per rank count, under the same conditions",
-                       false, &scaling));
+  CB_CALL(bench_scaling_option(o, &scaling));
   CB_CALL(options_finish(o));
   CB_CHECK(order == 1 || order == 2, CB_ERR_INPUT, "-lpt_order must be 1 or 2 (got %ld)", order);
   const double base = peak_bytes();
-  int rank, size;
+  int rank, counts[BENCH_MAX_COUNTS];
   MPI_Comm_rank(comm, &rank);
-  MPI_Comm_size(comm, &size);
-  int counts[32], nb = 0;
-  if (scaling)
-    for (int r = 1; r < size && nb < 31; r *= 2) counts[nb++] = r;
-  counts[nb++] = size;
+  const int nb = bench_rank_counts(comm, scaling, counts);
   cosmo_params p = cosmo_params_default();
   cosmology *c = NULL;
   CB_CALL(cosmology_create(&p, NULL, &c));
-  lpt_bench b[32];
+  lpt_bench b[BENCH_MAX_COUNTS];
   for (int i = 0; i < nb; i++) b[i] = (lpt_bench){.comm = MPI_COMM_NULL};
   int st = CB_OK;
   /* the full count first: its errors (a grid that cannot be split) come before any other */
   for (int i = nb - 1; i >= 0 && st == CB_OK; i--) {
-    MPI_Comm_split(comm, rank < counts[i] ? 0 : MPI_UNDEFINED, rank, &b[i].comm);
-    st = agreed(comm, b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base)
-                                                 : CB_OK);
+    b[i].comm = bench_first_ranks(comm, counts[i]);
+    st = bench_agreed(
+        comm, b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base) : CB_OK);
   }
   if (st == CB_OK) st = time_rounds(comm, b, nb, repeat);
   if (st == CB_OK && rank == 0) {

@@ -17,7 +17,7 @@ fi
 job() { env CERBERUS="$EXE" CERBERUS_ROOT="$SRC" "$@" bash "$SRC/jobs/bench.sh"; }
 
 run job OUT="$T/o" SLURM_NTASKS=3 N_GRID=12 REPEAT=1
-for b in fft lpt loglike; do
+for b in fft lpt loglike memory; do
   if ! awk -F, -v b=$b 'NR == 1 { if ($1 != "bench") exit 1 }
                         NR > 1 { if ($1 != b || $3 != NR - 1) exit 1 }
                         END { if (NR != 4) exit 1 }' "o/bench_$b.csv" 2>/dev/null; then

@@ -14,6 +14,7 @@
 #define CERBERUS_BENCH_H
 
 #include <mpi.h>
+#include <stdbool.h>
 
 #include "cerberus/options.h"
 
@@ -26,6 +27,22 @@ double bench_clock_start(MPI_Comm comm);
 /* Seconds since t0, the maximum over the ranks (the slowest rank sets the pace). Collective. */
 double bench_clock_stop(MPI_Comm comm, double t0);
 
+/* -scaling, for the benchmarks that measure several rank counts in one run: rows for the first
+ * 1, 2, 4, ... ranks (sub-communicators) as well as for all of them, the rounds interleaving
+ * the rank counts, so that the speed-up between two rows is measured under the same
+ * conditions. Collective on o. */
+int bench_scaling_option(options *o, bool *scaling);
+enum { BENCH_MAX_COUNTS = 32 };
+/* The rank counts of a run on comm: 1, 2, 4, ... below its size when scaling, then its size.
+ * Returns how many. Not collective. */
+int bench_rank_counts(MPI_Comm comm, bool scaling, int counts[BENCH_MAX_COUNTS]);
+/* The first count ranks of comm as a new communicator (free it with MPI_Comm_free), and
+ * MPI_COMM_NULL on the others. Collective. */
+MPI_Comm bench_first_ranks(MPI_Comm comm, int count);
+/* A status every rank of comm shares: st if it failed here, else an error if it failed on
+ * another rank (whose message that rank holds). Collective. */
+int bench_agreed(MPI_Comm comm, int st);
+
 /* Rank 0 prints header and row (each a line, no trailing newline needed). Collective. */
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
@@ -33,5 +50,6 @@ void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 int bench_fft(MPI_Comm comm, options *o); /* pairs of r2c + c2r transforms (src/bench_fft.c) */
 int bench_lpt(MPI_Comm comm, options *o); /* LPT, CIC, forward model + adjoint (src/bench_lpt.c) */
 int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench_loglike.c) */
+int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench_memory.c) */
 
 #endif
