@@ -90,7 +90,7 @@ static int wisdom_export(MPI_Comm comm) {
   return CB_OK;
 }
 
-/* The four plans of f, on its own buffer (measuring overwrites it: nothing is in it yet),
+/* The plans of f, on its own buffer (measuring overwrites it: nothing is in it yet),
  * with the wisdom file read before and written after when there is one. Collective. */
 static int make_plans(field *f) {
   const MPI_Comm comm = f->comm;
@@ -104,8 +104,26 @@ static int make_plans(field *f) {
       fftw_mpi_plan_dft_r2c_3d(n, n, n, w, (fftw_complex *)w, comm, r | FFTW_MPI_TRANSPOSED_OUT);
   f->c2r_t =
       fftw_mpi_plan_dft_c2r_3d(n, n, n, (fftw_complex *)w, w, comm, r | FFTW_MPI_TRANSPOSED_IN);
-  CB_CHECK(f->r2c && f->c2r && f->r2c_t && f->c2r_t, CB_ERR_INTERNAL,
-           "FFTW could not plan a %td^3 transform", n);
+  /* the stages of r2c_t / c2r_t (field_padded_c2r_x and the others): 1-D along x, the
+   * transposed layout's second axis (stride nc), for each of the rank's ky and each kz; 2-D
+   * over (y, z) for each of its x planes; the exchange of the first two axes, whose elements
+   * are rows of nc complex values */
+  const int ni = (int)n, nci = (int)f->nc, l0 = (int)f->local_n0;
+  fftw_complex *wk = (fftw_complex *)w;
+  const fftw_iodim x_dim = {ni, nci, nci};
+  const fftw_iodim x_many[2] = {{l0, ni * nci, ni * nci}, {nci, 1, 1}};
+  f->x_fwd = fftw_plan_guru_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_FORWARD, r);
+  f->x_bwd = fftw_plan_guru_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_BACKWARD, r);
+  const int yz[2] = {ni, ni}, c_embed[2] = {ni, nci}, r_embed[2] = {ni, 2 * nci};
+  f->yz_r2c =
+      fftw_plan_many_dft_r2c(2, yz, l0, w, r_embed, 1, 2 * ni * nci, wk, c_embed, 1, ni * nci, r);
+  f->yz_c2r =
+      fftw_plan_many_dft_c2r(2, yz, l0, wk, c_embed, 1, ni * nci, w, r_embed, 1, 2 * ni * nci, r);
+  f->swap = fftw_mpi_plan_many_transpose(n, n, 2 * f->nc, FFTW_MPI_DEFAULT_BLOCK,
+                                         FFTW_MPI_DEFAULT_BLOCK, w, w, comm, r);
+  CB_CHECK(f->r2c && f->c2r && f->r2c_t && f->c2r_t && f->x_fwd && f->x_bwd && f->yz_r2c &&
+               f->yz_c2r && f->swap,
+           CB_ERR_INTERNAL, "FFTW could not plan a %td^3 transform", n);
   if (wisdom_path[0]) CB_CALL(wisdom_export(comm));
   return CB_OK;
 }
@@ -180,6 +198,9 @@ void field_destroy(field **pf) {
   if (f->c2r) fftw_destroy_plan(f->c2r);
   if (f->r2c_t) fftw_destroy_plan(f->r2c_t);
   if (f->c2r_t) fftw_destroy_plan(f->c2r_t);
+  fftw_plan *stages[] = {&f->x_fwd, &f->x_bwd, &f->yz_r2c, &f->yz_c2r, &f->swap};
+  for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
+    if (*stages[i]) fftw_destroy_plan(*stages[i]);
   fftw_free(f->work);
   free(f->plane_start);
   free(f);
@@ -283,6 +304,41 @@ int field_padded_r2c_t(field *f, double *buf) {
 
 int field_padded_c2r_t(field *f, double *buf) {
   exec_c2r(f->c2r_t, buf);
+  return CB_OK;
+}
+
+int field_padded_c2r_x(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_execute_dft(f->x_bwd, (fftw_complex *)buf, (fftw_complex *)buf);
+  logevent_end(LOGEVENT_FFT);
+  return CB_OK;
+}
+
+int field_padded_r2c_x(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_execute_dft(f->x_fwd, (fftw_complex *)buf, (fftw_complex *)buf);
+  logevent_end(LOGEVENT_FFT);
+  return CB_OK;
+}
+
+int field_padded_swap(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_mpi_execute_r2r(f->swap, buf, buf);
+  logevent_end(LOGEVENT_FFT);
+  return CB_OK;
+}
+
+int field_padded_c2r_yz(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_execute_dft_c2r(f->yz_c2r, (fftw_complex *)buf, buf);
+  logevent_end(LOGEVENT_FFT);
+  return CB_OK;
+}
+
+int field_padded_r2c_yz(field *f, double *buf) {
+  logevent_begin(LOGEVENT_FFT);
+  fftw_execute_dft_r2c(f->yz_r2c, buf, (fftw_complex *)buf);
+  logevent_end(LOGEVENT_FFT);
   return CB_OK;
 }
 

@@ -39,7 +39,10 @@ typedef struct field {
   ptrdiff_t alloc_local;
   double *work; /* padded in-place buffer */
   fftw_plan r2c, c2r;
-  fftw_plan r2c_t, c2r_t; /* the transposed layout's (FFTW_MPI_TRANSPOSED_OUT / _IN) */
+  fftw_plan r2c_t, c2r_t;   /* the transposed layout's (FFTW_MPI_TRANSPOSED_OUT / _IN) */
+  fftw_plan x_fwd, x_bwd;   /* the stages of r2c_t / c2r_t: 1-D along x (transposed layout), */
+  fftw_plan yz_r2c, yz_c2r; /* 2-D over (y, z) per local plane (serial), */
+  fftw_plan swap;           /* and the global exchange of the first two axes */
 } field;
 
 /* The FFT planner options, -fft_plan estimate|measure|patient and -fft_wisdom FILE (see
@@ -98,6 +101,23 @@ int field_padded_c2r_t(field *f, double *buf);
 int field_r2c_t(field *f, const double *in, fftw_complex *out);
 int field_c2r_t(field *f, const fftw_complex *in, double *out);
 
+/* The three stages of field_padded_c2r_t, for chains that apply a multiplier between them
+ * (the LPT displacements: i k_x before the x stage, i k_y and i k_z after the exchange, so that
+ * three components cost two x stages and two exchanges instead of three): field_padded_c2r_x,
+ * the inverse 1-D transforms along x of the transposed layout (in place: local
+ * (jl * n + a) * nc + c holds (x index a, ky = local_0_start + jl, kz = c) afterwards); then
+ * field_padded_swap, which exchanges the first two axes across the ranks, so that local
+ * (il * n + b) * nc + c holds (x = local_0_start + il, ky index b, kz = c), the mixed layout
+ * (its own inverse: a cube's two axes are split alike); then field_padded_c2r_yz, the inverse
+ * 2-D transforms over (ky, kz) of each local x plane into real rows. Unnormalised, as
+ * field_padded_c2r_t: c2r_yz(swap(c2r_x(b))) is field_padded_c2r_t(b) to rounding. The
+ * forward stages run the other way: r2c_yz, swap, r2c_x make field_padded_r2c_t. Collective
+ * (field_padded_swap; the others are local, on a rank's own planes). */
+int field_padded_c2r_x(field *f, double *buf);
+int field_padded_r2c_x(field *f, double *buf);
+int field_padded_swap(field *f, double *buf);
+int field_padded_c2r_yz(field *f, double *buf);
+int field_padded_r2c_yz(field *f, double *buf);
 /* Wave number component of index a in [0, n): 2 pi / L * (a < n/2 ? a : a - n). */
 static inline double field_k_of(const field *f, ptrdiff_t a) {
   ptrdiff_t m = a < f->n / 2 ? a : a - f->n;
