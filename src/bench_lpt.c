@@ -52,6 +52,7 @@ static double peak_bytes(void) {
 
 typedef struct lpt_bench {
   MPI_Comm comm; /* the ranks this one runs on; MPI_COMM_NULL on the others */
+  bool in;       /* this rank is one of them */
   field *f;
   lpt *lpt;
   cic *cic;
@@ -156,7 +157,7 @@ static int time_rounds(MPI_Comm comm, lpt_bench *b, int nb, long repeat) {
   for (long r = 0; r < repeat; r++)
     for (int i = 0; i < nb; i++)
       for (int op = 0; op < N_OPS; op++)
-        CB_CALL(bench_agreed(comm, b[i].comm != MPI_COMM_NULL ? time_op(&b[i], op) : CB_OK));
+        CB_CALL(bench_agreed(comm, b[i].in ? time_op(&b[i], op) : CB_OK, b[i].in));
   return CB_OK;
 }
 
@@ -196,8 +197,9 @@ int bench_lpt(MPI_Comm comm, options *o) {
   /* the full count first: its errors (a grid that cannot be split) come before any other */
   for (int i = nb - 1; i >= 0 && st == CB_OK; i--) {
     b[i].comm = bench_first_ranks(comm, counts[i]);
-    st = bench_agreed(
-        comm, b[i].comm != MPI_COMM_NULL ? lpt_bench_setup(&b[i], c, n, (int)order, base) : CB_OK);
+    b[i].in = b[i].comm != MPI_COMM_NULL;
+    st = bench_agreed(comm, b[i].in ? lpt_bench_setup(&b[i], c, n, (int)order, base) : CB_OK,
+                      b[i].in);
   }
   if (st == CB_OK) st = time_rounds(comm, b, nb, repeat);
   if (st == CB_OK && rank == 0) {

@@ -25,6 +25,7 @@ static const double TRIAD_Q = 0.75;
 
 typedef struct mem_bench {
   MPI_Comm comm; /* the ranks this one runs on; MPI_COMM_NULL on the others */
+  bool in;       /* this rank is one of them */
   field *f;
   double *a, *b, *c;
   double t; /* the fastest triad */
@@ -100,13 +101,14 @@ int bench_memory(MPI_Comm comm, options *o) {
   /* the full count first: its errors (a grid that cannot be split) come before any other */
   for (int i = nb - 1; i >= 0 && st == CB_OK; i--) {
     m[i].comm = bench_first_ranks(comm, counts[i]);
-    st = bench_agreed(comm, m[i].comm != MPI_COMM_NULL ? mem_setup(&m[i], n) : CB_OK);
+    m[i].in = m[i].comm != MPI_COMM_NULL;
+    st = bench_agreed(comm, m[i].in ? mem_setup(&m[i], n) : CB_OK, m[i].in);
   }
   for (long r = 0; r < repeat && st == CB_OK; r++)
     for (int i = 0; i < nb && st == CB_OK; i++)
-      st = bench_agreed(comm, m[i].comm != MPI_COMM_NULL ? mem_time(&m[i]) : CB_OK);
+      st = bench_agreed(comm, m[i].in ? mem_time(&m[i]) : CB_OK, m[i].in);
   for (int i = 0; i < nb && st == CB_OK; i++)
-    st = bench_agreed(comm, m[i].comm != MPI_COMM_NULL ? mem_check(&m[i]) : CB_OK);
+    st = bench_agreed(comm, m[i].in ? mem_check(&m[i]) : CB_OK, m[i].in);
   if (st == CB_OK && rank == 0) {
     for (int i = 0; i < nb; i++) mem_row(&m[i], repeat, i == 0);
     fflush(stdout);

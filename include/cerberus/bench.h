@@ -40,8 +40,9 @@ int bench_rank_counts(MPI_Comm comm, bool scaling, int counts[BENCH_MAX_COUNTS])
  * MPI_COMM_NULL on the others. Collective. */
 MPI_Comm bench_first_ranks(MPI_Comm comm, int count);
 /* A status every rank of comm shares: st if it failed here, else an error if it failed on
- * another rank (whose message that rank holds). Collective. */
-int bench_agreed(MPI_Comm comm, int st);
+ * another rank (whose message that rank holds). The ranks that are not member (of the rank
+ * count being timed) wait asleep, so that their cores are idle. Collective. */
+int bench_agreed(MPI_Comm comm, int st, bool member);
 
 /* Rank 0 prints header and row (each a line, no trailing newline needed). Collective. */
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
