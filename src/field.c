@@ -108,17 +108,18 @@ static int make_plans(field *f) {
    * transposed layout's second axis (stride nc), for each of the rank's ky and each kz; 2-D
    * over (y, z) for each of its x planes; the exchange of the first two axes, whose elements
    * are rows of nc complex values */
-  const int ni = (int)n, nci = (int)f->nc, l0 = (int)f->local_n0;
+  const ptrdiff_t nc = f->nc, l0 = f->local_n0;
   fftw_complex *wk = (fftw_complex *)w;
-  const fftw_iodim x_dim = {ni, nci, nci};
-  const fftw_iodim x_many[2] = {{l0, ni * nci, ni * nci}, {nci, 1, 1}};
-  f->x_fwd = fftw_plan_guru_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_FORWARD, r);
-  f->x_bwd = fftw_plan_guru_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_BACKWARD, r);
-  const int yz[2] = {ni, ni}, c_embed[2] = {ni, nci}, r_embed[2] = {ni, 2 * nci};
-  f->yz_r2c =
-      fftw_plan_many_dft_r2c(2, yz, l0, w, r_embed, 1, 2 * ni * nci, wk, c_embed, 1, ni * nci, r);
-  f->yz_c2r =
-      fftw_plan_many_dft_c2r(2, yz, l0, wk, c_embed, 1, ni * nci, w, r_embed, 1, 2 * ni * nci, r);
+  const fftw_iodim64 x_dim = {n, nc, nc};
+  const fftw_iodim64 x_many[2] = {{l0, n * nc, n * nc}, {nc, 1, 1}};
+  f->x_fwd = fftw_plan_guru64_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_FORWARD, r);
+  f->x_bwd = fftw_plan_guru64_dft(1, &x_dim, 2, x_many, wk, wk, FFTW_BACKWARD, r);
+  /* (y, z) with the real rows 2 nc doubles apart and the complex ones nc values apart */
+  const fftw_iodim64 yz_r2c[2] = {{n, 2 * nc, nc}, {n, 1, 1}},
+                     yz_c2r[2] = {{n, nc, 2 * nc}, {n, 1, 1}};
+  const fftw_iodim64 planes_r2c = {l0, 2 * n * nc, n * nc}, planes_c2r = {l0, n * nc, 2 * n * nc};
+  f->yz_r2c = fftw_plan_guru64_dft_r2c(2, yz_r2c, 1, &planes_r2c, w, wk, r);
+  f->yz_c2r = fftw_plan_guru64_dft_c2r(2, yz_c2r, 1, &planes_c2r, wk, w, r);
   f->swap = fftw_mpi_plan_many_transpose(n, n, 2 * f->nc, FFTW_MPI_DEFAULT_BLOCK,
                                          FFTW_MPI_DEFAULT_BLOCK, w, w, comm, r);
   CB_CHECK(f->r2c && f->c2r && f->r2c_t && f->c2r_t && f->x_fwd && f->x_bwd && f->yz_r2c &&
@@ -194,13 +195,10 @@ int field_create(MPI_Comm comm, ptrdiff_t n, double L, ptrdiff_t min_planes, fie
 void field_destroy(field **pf) {
   if (!pf || !*pf) return;
   field *f = *pf;
-  if (f->r2c) fftw_destroy_plan(f->r2c);
-  if (f->c2r) fftw_destroy_plan(f->c2r);
-  if (f->r2c_t) fftw_destroy_plan(f->r2c_t);
-  if (f->c2r_t) fftw_destroy_plan(f->c2r_t);
-  fftw_plan *stages[] = {&f->x_fwd, &f->x_bwd, &f->yz_r2c, &f->yz_c2r, &f->swap};
-  for (size_t i = 0; i < sizeof stages / sizeof *stages; i++)
-    if (*stages[i]) fftw_destroy_plan(*stages[i]);
+  const fftw_plan plans[] = {f->r2c,   f->c2r,    f->r2c_t,  f->c2r_t, f->x_fwd,
+                             f->x_bwd, f->yz_r2c, f->yz_c2r, f->swap};
+  for (size_t i = 0; i < sizeof plans / sizeof *plans; i++)
+    if (plans[i]) fftw_destroy_plan(plans[i]);
   fftw_free(f->work);
   free(f->plane_start);
   free(f);
