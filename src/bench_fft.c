@@ -62,7 +62,10 @@ int bench_fft(MPI_Comm comm, options *o) {
   CB_CALL(options_finish(o));
   field *f = NULL;
   CB_CALL(field_create(comm, n, 250.0, 1, &f));
-  int st = fft_run(comm, f, repeat);
+  /* two real fields, one complex and the field's padded buffer */
+  int st = field_check_memory(f, 16.0 + 32.0 * (double)f->alloc_local / (double)f->n_real_local,
+                              "bench fft");
+  if (st == CB_OK) st = fft_run(comm, f, repeat);
   field_destroy(&f);
   CB_CALL(st);
   return CB_OK;

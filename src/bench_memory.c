@@ -40,6 +40,10 @@ static void triad(mem_bench *m) {
 
 static int mem_setup(mem_bench *m, long n) {
   CB_CALL(field_create(m->comm, n, 1.0, 1, &m->f));
+  /* the three arrays and the field's padded buffer */
+  const double voxels = (double)m->f->n_real_local;
+  CB_CALL(
+      field_check_memory(m->f, 24.0 + 16.0 * (double)m->f->alloc_local / voxels, "bench memory"));
   m->a = field_alloc_real(m->f);
   m->b = field_alloc_real(m->f);
   m->c = field_alloc_real(m->f);

@@ -350,6 +350,44 @@ int field_c2r_t(field *f, const fftw_complex *in, double *out) {
   return CB_OK;
 }
 
+/* MemAvailable in bytes, or -1 when /proc/meminfo cannot be read. */
+static double mem_available(void) {
+  FILE *fp = fopen("/proc/meminfo", "r");
+  if (!fp) return -1;
+  char line[256];
+  double kb = -1;
+  while (fgets(line, sizeof line, fp))
+    if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+  fclose(fp);
+  return kb >= 0 ? kb * 1024.0 : -1;
+}
+
+int field_check_memory(const field *f, double bytes_per_voxel, const char *what) {
+  MPI_Comm node;
+  MPI_Comm_split_type(f->comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  int node_rank, node_size;
+  MPI_Comm_rank(node, &node_rank);
+  MPI_Comm_size(node, &node_size);
+  double need = bytes_per_voxel * (double)f->n_real_local,
+         have = node_rank == 0 ? mem_available() : 0;
+  MPI_Allreduce(MPI_IN_PLACE, &need, 1, MPI_DOUBLE, MPI_SUM, node);
+  MPI_Bcast(&have, 1, MPI_DOUBLE, 0, node);
+  MPI_Comm_free(&node);
+  /* the worst node, and its figures, on every rank */
+  struct {
+    double excess;
+    int rank;
+  } mine = {have >= 0 ? need - have : -1.0, f->rank}, worst;
+  MPI_Allreduce(&mine, &worst, 1, MPI_DOUBLE_INT, MPI_MAXLOC, f->comm);
+  double fig[3] = {need, have, (double)node_size};
+  MPI_Bcast(fig, 3, MPI_DOUBLE, worst.rank, f->comm);
+  CB_CHECK(worst.excess <= 0, CB_ERR_MEM,
+           "-n_grid %td is too large for %s: it needs about %.1f GB on the node of rank %d (%d "
+           "rank(s) there) but %.1f GB is available (use a smaller -n_grid or more nodes)",
+           f->n, what, fig[0] * 1e-9, worst.rank, (int)fig[2], fig[1] * 1e-9);
+  return CB_OK;
+}
+
 int field_owner(const field *f, ptrdiff_t i) {
   int lo = 0, hi = f->size - 1;
   while (lo < hi) { /* last rank whose start <= i */

@@ -128,6 +128,12 @@ static inline ptrdiff_t field_freq(const field *f, ptrdiff_t a) {
   return a < f->n / 2 ? a : a - f->n;
 }
 
+/* Refuse (CB_ERR_MEM, naming -n_grid and what) a grid whose ranks on one node would need more
+ * than the node's available memory, at bytes_per_voxel bytes per local voxel: better a clear
+ * error than the kernel's out-of-memory killer when the pages are touched (Linux lets the
+ * allocations succeed). Available is MemAvailable of /proc/meminfo, read once per node; where
+ * it cannot be read nothing is checked. Collective. */
+int field_check_memory(const field *f, double bytes_per_voxel, const char *what);
 /* Which rank owns global plane i (0 <= i < n). Not collective. */
 int field_owner(const field *f, ptrdiff_t i);
 
