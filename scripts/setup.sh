@@ -15,6 +15,8 @@ packages=(
   libgsl-dev
   # pictures (scripts/plot_pk.py, run by /usr/bin/python3)
   python3 python3-h5py python3-numpy python3-matplotlib
+  # chain files read as ArviZ would (xarray over netCDF-4), by tests and scripts
+  python3-xarray python3-netcdf4
   # format check, version string (git describe), HTTPS for git
   clang-format git ca-certificates
 )

@@ -4,10 +4,14 @@
 #   1. scripts/setup.sh                 the Debian packages that are missing
 #   2. build/       -Dwerror=true       meson test (every suite), errors printed
 #   3. scripts/check-format.sh          clang-format on the tracked C sources
-#   4. build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer, the same suite, with leak
-#                   reports of the MPI runtime suppressed by tests/sanitizer/lsan.supp and
+#   4. scripts/check-layers.sh          includes only look down (src/ layers)
+#   5. build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer: every unit test and the
+#                   command-line scripts that reach code no unit test does (those that do not
+#                   carry the suite 'no-asan' in tests/meson.build), with leak reports of the MPI
+#                   runtime suppressed by tests/sanitizer/lsan.supp and
 #                   tests/sanitizer/no_dlclose.c preloaded
 #
+# Each part's time is printed at the end (budget: the whole under 15 minutes on 2 cores).
 # Runs every stage even after a failure, then closes with one line
 #   total: N passed, N failed, N skipped
 # summing both builds' meson tests and the format check (a build that fails counts as one
@@ -61,15 +65,29 @@ PY
   skipped=$((skipped + s))
 }
 
-# run_suite BUILDDIR: build is done; run meson test there and count.
+# run_suite BUILDDIR [MESON TEST ARGS...]: build is done; run meson test there and count.
 run_suite() {
-  local rc=0
-  rm -f "$1/meson-logs/testlog.json"
+  local rc=0 dir=$1
+  shift
+  rm -f "$dir/meson-logs/testlog.json"
   # shellcheck disable=SC2086
-  meson test -C "$1" --print-errorlogs ${MESON_TEST_ARGS:-} || rc=$?
-  count_tests "$1" "$rc"
+  meson test -C "$dir" --print-errorlogs "$@" ${MESON_TEST_ARGS:-} || rc=$?
+  count_tests "$dir" "$rc"
 }
 
+# part NAME: close the previous part's clock and start NAME's; times go to the summary.
+times=""
+part_name=""
+part_start=$SECONDS
+part() {
+  if [ -n "$part_name" ]; then
+    times="$times$(printf '  %-34s %5d s' "$part_name" $((SECONDS - part_start)))"$'\n'
+  fi
+  part_name=$1
+  part_start=$SECONDS
+}
+
+part "set-up"
 echo "test: == set-up"
 if ! ./scripts/setup.sh; then
   echo "test: set-up failed"
@@ -77,6 +95,7 @@ if ! ./scripts/setup.sh; then
   exit 1
 fi
 
+part "build/ (-Dwerror=true) and tests"
 echo "test: == build/ (-Dwerror=true) and its tests"
 if ./scripts/build.sh build -Dwerror=true; then
   run_suite build
@@ -86,8 +105,15 @@ else
 fi
 echo "test: elapsed $((SECONDS - t_start)) s"
 
+part "format and layer checks"
 echo "test: == format check"
 if ./scripts/check-format.sh; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+fi
+echo "test: == layer check (includes only look down)"
+if ./scripts/check-layers.sh; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
@@ -96,6 +122,7 @@ fi
 if [ "${SKIP_ASAN:-0}" = 1 ]; then
   echo "test: == build-asan/ skipped (SKIP_ASAN=1)"
 else
+  part "build-asan/ and its tests"
   echo "test: == build-asan/ (address,undefined sanitizers) and its tests"
   # Open MPI's own leaks are suppressed in tests/sanitizer/lsan.supp (see the comments there).
   # fast_unwind_on_malloc=0: the MPI libraries have no frame pointers; the full stacks are
@@ -107,7 +134,7 @@ else
   export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:print_summary=1"
   if ./scripts/build.sh build-asan -Db_sanitize=address,undefined -Db_lundef=false &&
     cc -shared -fPIC -O2 -o build-asan/no_dlclose.so tests/sanitizer/no_dlclose.c; then
-    LD_PRELOAD="$TOP/build-asan/no_dlclose.so${LD_PRELOAD:+:$LD_PRELOAD}" run_suite build-asan
+    LD_PRELOAD="$TOP/build-asan/no_dlclose.so${LD_PRELOAD:+:$LD_PRELOAD}" run_suite build-asan --no-suite no-asan
   else
     echo "test: build-asan/ failed to build"
     failed=$((failed + 1))
@@ -115,6 +142,9 @@ else
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 
+part ""
+echo "test: time of each part:"
+printf '%s' "$times"
 echo "test: done in $((SECONDS - t_start)) s"
 echo "total: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -21,21 +21,23 @@ d = np.maximum(d, -0.95)
 field("field.h5", d)
 bad = d.copy(); bad[2, 5, 1] = -1.5
 field("field_neg.h5", bad)
-def cat(name, pos, mass, box=L):
+def cat(name, pos, mass, box=L, n_grid=n):
     with h5py.File(name, "w") as f:
         f["halos/position"] = pos; f["halos/mass"] = mass
-        f.attrs["box_size"] = box; f.attrs["n_grid"] = n; f.attrs["mass_threshold"] = 2e12
+        f.attrs["box_size"] = box; f.attrs["n_grid"] = n_grid; f.attrs["mass_threshold"] = 2e12
 pos = rng.uniform(0, L, (40, 3)); mass = np.exp(rng.uniform(np.log(2.5e12), np.log(1e14), 40))
 cat("cat.h5", pos, mass)
 p2 = pos.copy(); p2[7, 1] = L + 3.0; cat("cat_out.h5", p2, mass)
 m2 = mass.copy(); m2[4] = -1e12; cat("cat_neg.h5", pos, m2)
 m3 = mass.copy(); m3[9] = np.nan; cat("cat_nan.h5", pos, m3)
 cat("cat_box.h5", pos * 0.5, mass, box=L / 2)
+cat("cat_grid.h5", pos, mass, n_grid=2 * n)  # another grid of the same box: only box_size matters
 PYEOF
 run "$EXE" weights init -random -seed 5 -scale 0.2 -o w.h5
 run "$EXE" weights init -random -seed 5 -o wpl.h5 -model powerlaw
 run "$EXE" weights init -random -seed 5 -o w2.h5 -layers 3:1:1:tanh,3:0:1:softplus -n_gauss 3
 run "$EXE" loglike -field field.h5 -catalogue cat.h5 -weights w.h5 -o l1.h5
+run mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat_grid.h5 -weights w.h5 -o lgrid.h5
 run mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat.h5 -weights w.h5 -o l2.h5
 run mpiexec -n 3 "$EXE" loglike -field field.h5 -catalogue cat.h5 -weights w2.h5 -o l3.h5
 run mpiexec -n 1 "$EXE" loglike -field field.h5 -catalogue cat.h5 -weights w2.h5 -o l4.h5
@@ -53,7 +55,7 @@ def cmp(a, b):
         if x["grad_delta"].shape != (8, 8, 8) or x["grad_weights"].shape != (17,) and a == "l1.h5":
             print("FAIL: shapes", x["grad_delta"].shape, x["grad_weights"].shape); ok = False
         if not np.isfinite(x["loglike"][0]): print("FAIL: ln L not finite"); ok = False
-cmp("l1.h5", "l2.h5"); cmp("l3.h5", "l4.h5")
+cmp("l1.h5", "l2.h5"); cmp("l3.h5", "l4.h5"); cmp("l1.h5", "lgrid.h5")
 with h5py.File("lpl.h5") as f:
     if f["grad_weights"].shape != (7,) or not np.isfinite(f["loglike"][0]): print("FAIL: power law"); ok = False
 sys.exit(0 if ok else 1)
@@ -76,7 +78,7 @@ if [ -n "${CERBERUS_SRC:-}" ] && $PY -c "import matplotlib" 2>/dev/null; then
 fi
 # bad inputs, one by one
 bad "outside the box" o.h5 "$EXE" loglike -field field.h5 -catalogue cat_out.h5 -weights w.h5 -o o.h5
-bad "has mass -1e+12" o.h5 mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat_neg.h5 -weights w.h5 -o o.h5
+bad "halo 4 has mass -1000000000000" o.h5 mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat_neg.h5 -weights w.h5 -o o.h5
 bad "has mass nan" o.h5 "$EXE" loglike -field field.h5 -catalogue cat_nan.h5 -weights w.h5 -o o.h5
 bad "box_size 30.85" o.h5 mpiexec -n 2 "$EXE" loglike -field field.h5 -catalogue cat_box.h5 -weights w.h5 -o o.h5
 bad "voxel (2,5,1)" o.h5 mpiexec -n 3 "$EXE" loglike -field field_neg.h5 -catalogue cat.h5 -weights w.h5 -o o.h5

@@ -90,7 +90,7 @@ int main(int argc, char **argv) {
   catalogue_destroy(&cat);
 
   TEST_STATUS(h5io_open(comm, h5, &h), CB_OK, "open");
-  TEST_STATUS(catalogue_read(h, &cat), CB_OK, "read");
+  TEST_STATUS(catalogue_read(h, 0, &cat, NULL), CB_OK, "read");
   h5io_close(&h);
   if (cat) {
     TEST_CHECK(cat->n == 4, "read back %zu halos", cat->n);
@@ -140,7 +140,7 @@ int main(int argc, char **argv) {
     TEST_STATUS(h5io_commit(&h), CB_OK, "commit bad");
     catalogue_destroy(&b);
     TEST_STATUS(h5io_open(comm, bad, &h), CB_OK, "open bad");
-    TEST_STATUS(catalogue_read(h, &b), CB_ERR_INPUT, cases[c].what);
+    TEST_STATUS(catalogue_read(h, 0, &b, NULL), CB_ERR_INPUT, cases[c].what);
     TEST_CHECK(strstr(status_message(), "halo 1") && strstr(status_message(), bad),
                "%s: message '%s' names neither the file nor halo 1", cases[c].what,
                status_message());
@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
   TEST_STATUS(h5io_commit(&h), CB_OK, "commit partial");
   TEST_STATUS(h5io_open(comm, bad, &h), CB_OK, "open partial");
   catalogue *p = NULL;
-  TEST_STATUS(catalogue_read(h, &p), CB_ERR_INPUT, "missing /halos/mass");
+  TEST_STATUS(catalogue_read(h, 0, &p, NULL), CB_ERR_INPUT, "missing /halos/mass");
   TEST_CHECK(strstr(status_message(), "/halos/mass") != NULL, "message '%s'", status_message());
   h5io_close(&h);
 

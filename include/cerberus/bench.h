@@ -8,8 +8,8 @@
  *   fft,64,2,20,0.00123,...
  *
  * To add one: write src/bench_NAME.c, declare it here, and add one line to the table in
- * src/cmd_bench.c. Columns start with bench,n_grid,ranks so rows from different runs of the
- * same benchmark concatenate into one scaling table. */
+ * src/commands/cmd_bench.c. Columns start with bench,n_grid,ranks so rows from different runs of
+ * the same benchmark concatenate into one scaling table. */
 #ifndef CERBERUS_BENCH_H
 #define CERBERUS_BENCH_H
 
@@ -48,9 +48,11 @@ int bench_agreed(MPI_Comm comm, int st, bool member);
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
 /* The benchmarks. Collective. */
-int bench_fft(MPI_Comm comm, options *o); /* pairs of r2c + c2r transforms (src/bench_fft.c) */
-int bench_lpt(MPI_Comm comm, options *o); /* LPT, CIC, forward model + adjoint (src/bench_lpt.c) */
-int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench_loglike.c) */
-int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench_memory.c) */
+int bench_fft(MPI_Comm comm,
+              options *o); /* pairs of r2c + c2r transforms (src/bench/bench_fft.c) */
+int bench_lpt(MPI_Comm comm,
+              options *o); /* LPT, CIC, forward model + adjoint (src/bench/bench_lpt.c) */
+int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench/bench_loglike.c) */
+int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench/bench_memory.c) */
 
 #endif

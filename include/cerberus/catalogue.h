@@ -49,8 +49,11 @@ int catalogue_check(const catalogue *cat, const char *source);
 int catalogue_write(h5file *h, const catalogue *cat);
 
 /* Read and check the whole catalogue on every rank (errors name the file and the row).
+ * mth <= 0: the file's mass_threshold attribute is the threshold (and required). mth > 0: the
+ * attribute is optional (every halo must still lie above it when present) and the halos below
+ * mth are dropped, their number in *n_below (may be NULL); the catalogue's threshold is mth.
  * Collective over the file's communicator. */
-int catalogue_read(h5file *h, catalogue **cat);
+int catalogue_read(h5file *h, double mth, catalogue **cat, size_t *n_below);
 
 /* Keep only the halos whose voxel plane (first axis) is one of f's local planes; f must
  * have the catalogue's n_grid and box_size. Not collective. */

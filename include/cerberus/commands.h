@@ -14,7 +14,7 @@ typedef struct command {
   const char *summary;
 } command;
 
-/* The table, terminated by a NULL name (src/main.c). */
+/* The table, terminated by a NULL name (src/commands/main.c). */
 extern const command command_table[];
 
 int cmd_catalogue(int argc, char **argv, MPI_Comm comm);

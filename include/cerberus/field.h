@@ -46,7 +46,7 @@ typedef struct field {
 } field;
 
 /* The FFT planner options, -fft_plan estimate|measure|patient and -fft_wisdom FILE (see
- * src/field.c), for the fields made after the call: commands that make fields read them
+ * src/grid/field.c), for the fields made after the call: commands that make fields read them
  * with their other options. Process-wide, like FFTW's planner. Collective on o. */
 int field_plan_options(options *o);
 

@@ -4,7 +4,7 @@
  * bracket a stage. Events are registered on first use, after PetscInitialize (main and the
  * test harness start PETSc first); before that, or if registration fails, the calls do
  * nothing. Callers do not include PETSc headers. To add an event: one enum value here and
- * one name in src/logevent.c. Not collective (PETSc's logging is per process). */
+ * one name in src/core/logevent.c. Not collective (PETSc's logging is per process). */
 #ifndef CERBERUS_LOGEVENT_H
 #define CERBERUS_LOGEVENT_H
 

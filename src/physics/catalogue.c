@@ -116,14 +116,18 @@ int catalogue_write(h5file *h, const catalogue *c) {
   return CB_OK;
 }
 
-int catalogue_read(h5file *h, catalogue **out) {
+int catalogue_read(h5file *h, double mth, catalogue **out, size_t *n_below) {
   *out = NULL;
+  if (n_below) *n_below = 0;
   const char *path = h5io_path(h);
-  double L, mth;
+  double L, file_mth = mth;
   long n_grid;
   CB_CALL(h5io_attr_read_double(h, "/", "box_size", &L));
   CB_CALL(h5io_attr_read_long(h, "/", "n_grid", &n_grid));
-  CB_CALL(h5io_attr_read_double(h, "/", "mass_threshold", &mth));
+  if (!(mth > 0) || h5io_attr_exists(h, "/", "mass_threshold"))
+    CB_CALL(h5io_attr_read_double(h, "/", "mass_threshold", &file_mth));
+  if (!(mth > 0)) mth = file_mth;
+  CB_CALL(check_header(L, n_grid, file_mth, path));
   CB_CALL(check_header(L, n_grid, mth, path));
   size_t pc, pn, mc, mn;
   double *pos = NULL, *mass = NULL;
@@ -148,7 +152,7 @@ int catalogue_read(h5file *h, catalogue **out) {
   c->n = c->capacity = pn;
   c->box_size = L;
   c->n_grid = n_grid;
-  c->mass_threshold = mth;
+  c->mass_threshold = file_mth < mth ? file_mth : mth;
   char source[4200];
   snprintf(source, sizeof source, "'%s'", path);
   st = catalogue_check(c, source);
@@ -156,6 +160,16 @@ int catalogue_read(h5file *h, catalogue **out) {
     catalogue_destroy(&c);
     CB_CALL(st);
   }
+  /* Drop the halos below a threshold higher than the file's, counting them. */
+  size_t kept = 0;
+  for (size_t j = 0; j < c->n; j++) {
+    if (c->mass[j] < mth) continue;
+    memmove(c->position + 3 * kept, c->position + 3 * j, 3 * sizeof(double));
+    c->mass[kept++] = c->mass[j];
+  }
+  if (n_below) *n_below = c->n - kept;
+  c->n = kept;
+  c->mass_threshold = mth;
   *out = c;
   return CB_OK;
 }

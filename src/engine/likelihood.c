@@ -17,6 +17,7 @@
  * Power law: ln dn/dlnM = beta x0 + ln n0(M) and Nbar = e^(beta x0) Nbar0, the head at
  * psi = 0 carrying the constant mixture; beta's gradient and d/dx0 come from the same sums. */
 #include "cerberus/likelihood.h"
+#include "cerberus/catalogue.h"
 
 #include "cerberus/h5io.h"
 #include "cerberus/log.h"
@@ -186,44 +187,23 @@ int likelihood_set_halos(likelihood *lk, const char *what, size_t n, const doubl
 }
 
 int likelihood_read_catalogue(likelihood *lk, const char *path, double mth) {
-  MPI_Comm comm = lk->f->comm;
   h5file *h = NULL;
-  CB_CALL(h5io_open(comm, path, &h));
-  double L = 0;
-  int st = h5io_attr_read_double(h, "/", "box_size", &L);
-  if (st) goto done;
-  if (fabs(L - lk->f->L) > 1e-10 * lk->f->L) {
-    st = CB_ERROR(CB_ERR_INPUT, "catalogue '%s' has box_size %g Mpc/h but the field has %g", path,
-                  L, lk->f->L);
-    goto done;
-  }
-  if (!(mth > 0)) {
-    mth = 2e12;
-    if (h5io_attr_exists(h, "/", "mass_threshold") &&
-        (st = h5io_attr_read_double(h, "/", "mass_threshold", &mth)))
-      goto done;
-  }
-  size_t nc = 0, nr = 0, mc = 0, mr = 0;
-  double *pos = NULL, *mass = NULL;
-  if ((st = h5io_read_rows_all(h, "/halos/position", &nc, &nr, &pos))) goto done;
-  if ((st = h5io_read_rows_all(h, "/halos/mass", &mc, &mr, &mass))) {
-    free(pos);
-    goto done;
-  }
-  if (nc != 3 || !(mc == 0 || mc == 1) || mr != nr) {
-    st = CB_ERROR(CB_ERR_INPUT,
-                  "catalogue '%s': /halos/position must be n x 3 and /halos/mass n values "
-                  "(got %zu x %zu and %zu)",
-                  path, nr, nc, mr);
-  } else {
-    st = likelihood_set_halos(lk, path, nr, pos, mass, mth);
-    if (st) status_trace(__FILE__, __LINE__, __func__);
-  }
-  free(pos);
-  free(mass);
-done:
+  catalogue *cat = NULL;
+  size_t below = 0;
+  CB_CALL(h5io_open(lk->f->comm, path, &h));
+  int st = catalogue_read(h, mth, &cat, &below);
   h5io_close(&h);
-  return st;
+  CB_CALL(st);
+  /* Only the box matters: a catalogue made on another grid of the same box is fine. */
+  if (fabs(cat->box_size - lk->f->L) > 1e-10 * lk->f->L)
+    st = CB_ERROR(CB_ERR_INPUT, "catalogue '%s' has box_size %g Mpc/h but the field has %g", path,
+                  cat->box_size, lk->f->L);
+  else
+    st = likelihood_set_halos(lk, path, cat->n, cat->position, cat->mass, cat->mass_threshold);
+  if (!st) lk->n_below += (long)below;
+  catalogue_destroy(&cat);
+  CB_CALL(st);
+  return CB_OK;
 }
 
 int likelihood_set_mask(likelihood *lk, const double *mask) {
