@@ -14,43 +14,13 @@
 #include "cerberus/mdn.h"
 
 #include "cerberus/status.h"
+#include "cerberus/vmath.h"
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_sf_erf.h>
 #include <math.h>
 #include <stdbool.h>
 #include <string.h>
-
-#ifdef CERBERUS_HAVE_MVEC
-#include <immintrin.h>
-/* glibc's libmvec, AVX2 variants (4 doubles a call, a few ulp). */
-__attribute__((target("avx2"))) __m256d _ZGVdN4v_exp(__m256d);
-__attribute__((target("avx2"))) __m256d _ZGVdN4v_log(__m256d);
-__attribute__((target("avx2"))) __m256d _ZGVdN4v_erfc(__m256d);
-
-__attribute__((target("avx2"))) static void vec4(int f, ptrdiff_t n4, const double *x, double *y) {
-  for (ptrdiff_t i = 0; i < n4; i += 4) {
-    __m256d a = _mm256_loadu_pd(x + i);
-    __m256d r = f == 0 ? _ZGVdN4v_exp(a) : f == 1 ? _ZGVdN4v_log(a) : _ZGVdN4v_erfc(a);
-    _mm256_storeu_pd(y + i, r);
-  }
-}
-#endif
-
-/* y = exp(x) (f = 0), log(x) (1), erfc(x) (2) on n values; four at a time with AVX2. Which
- * path a value takes depends only on its position in the row. */
-static void vmath(int f, ptrdiff_t n, const double *x, double *y) {
-  ptrdiff_t done = 0;
-#ifdef CERBERUS_HAVE_MVEC
-  static int avx2 = -1;
-  if (avx2 < 0) avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-  if (avx2) {
-    done = n - n % 4;
-    vec4(f, done, x, y);
-  }
-#endif
-  for (ptrdiff_t i = done; i < n; i++) y[i] = f == 0 ? exp(x[i]) : f == 1 ? log(x[i]) : erfc(x[i]);
-}
 
 #define LN_2PI_HALF 0.91893853320467274178 /* ln sqrt(2 pi) */
 #define LN_SQRT_PI 0.57236494292470008707  /* ln sqrt(pi) */
@@ -135,6 +105,11 @@ static inline double softplus_sig(double y, double *sig) {
   return fmax(y, 0.0) + log1p_unit(t);
 }
 
+/* d ln alpha / d y_alpha = sigmoid / softplus, from the values the forward pass kept. */
+static inline double dln_alpha(const mdn_voxel *v, int i) {
+  return v->alpha[i] > 1e-300 ? v->sig_alpha[i] / v->alpha[i] : mdn_dln_softplus(v->y_alpha[i]);
+}
+
 static inline void forward(const mdn_config *c, const double *w, const double *psi,
                            ptrdiff_t stride, mdn_voxel *v, bool need_ln) {
   const int G = c->n_gauss, P = c->n_features;
@@ -187,7 +162,7 @@ double mdn_ln_dndlnm(const mdn_config *c, const mdn_voxel *v, double u, double s
   if (adj) {
     for (int i = 0; i < G; i++) {
       double r = scale * exp(lc[i] - lse);
-      adj->y_alpha[i] += r * mdn_dln_softplus(v->y_alpha[i]);
+      adj->y_alpha[i] += r * dln_alpha(v, i);
       adj->mu[i] += r * t[i] / v->sigma[i];
       adj->sigma[i] += r * (t[i] * t[i] - 1.0) / v->sigma[i];
     }
@@ -216,7 +191,7 @@ double mdn_ln_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double 
     const double base = ln_extra + ln_V;
     for (int i = 0; i < G; i++) {
       /* T_i = exp(base + lt_i): dT/dy_alpha = T dln_softplus; dT/dx = -2/sqrt(pi) e^-x^2 ... */
-      adj->y_alpha[i] += scale * exp(base + lt[i]) * mdn_dln_softplus(v->y_alpha[i]);
+      adj->y_alpha[i] += scale * exp(base + lt[i]) * dln_alpha(v, i);
       double e =
           exp(base + v->ln_alpha[i] - x[i] * x[i] - LN_SQRT_PI); /* alpha/2 * 2/sqrt(pi) e^-x^2 */
       adj->mu[i] += scale * e / (MDN_SQRT2 * v->sigma[i]);
@@ -261,137 +236,193 @@ double mdn_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_t
   return 0.5 * C * sum;
 }
 
+/* ---- The row kernel: mdn_nbar_row ----
+ * One fused pass over a row, four voxels at a time in GCC vector types (v4): the head's
+ * pre-activations, the softplus values and their sigmoids (one exp and one log each), the
+ * cumulative means, the widths, the erfc arguments and the erfc, the count, and, with
+ * gradients, e^-x^2, the adjoints, and their sums into the weight gradient (lane-wise
+ * accumulators in the workspace, summed once at the end of the row) and d/dpsi (added to the
+ * caller's array in the same visit). Nothing is written in between but the count itself. The
+ * body is compiled twice: with AVX2 calling libmvec, and plainly calling libm on each lane;
+ * which one runs is vmath_vector(). A voxel whose numbers leave the direct formula's range
+ * (the checks of mdn_nbar), and the last n % 4 voxels of a row, go through mdn_forward,
+ * mdn_nbar and mdn_backward one by one: the path of a voxel depends on its row alone. */
+#pragma GCC diagnostic ignored "-Wpsabi" /* v4 values only pass between always-inline helpers */
+
+typedef double v4 __attribute__((vector_size(32)));
+typedef long long m4 __attribute__((vector_size(32)));
+typedef void (*lane_fn)(const double *, double *);
+#define AI static inline __attribute__((always_inline))
+
+AI v4 ld4(const double *p) {
+  v4 v;
+  memcpy(&v, p, sizeof v);
+  return v;
+}
+AI void st4(double *p, v4 v) {
+  memcpy(p, &v, sizeof v);
+}
+AI v4 bc4(double x) {
+  return (v4){x, x, x, x};
+}
+AI v4 sel4(m4 m, v4 a, v4 b) {
+  return (v4)(((m4)a & m) | ((m4)b & ~m));
+}
+AI v4 and4(m4 m, v4 a) {
+  return (v4)((m4)a & m);
+}
+AI v4 lane(lane_fn f, v4 x) {
+  double a[4], b[4];
+  memcpy(a, &x, sizeof a);
+  f(a, b);
+  v4 y;
+  memcpy(&y, b, sizeof y);
+  return y;
+}
+AI double hsum4(v4 a) {
+  return (a[0] + a[1]) + (a[2] + a[3]);
+}
+
+/* softplus(z) and sigmoid(z) from t = e^-|z| and ln(1 + t), as softplus_sig. */
+AI v4 softplus4(v4 z, v4 *sig, lane_fn vexp, lane_fn vlog) {
+  const v4 zero = bc4(0.0), one = bc4(1.0);
+  v4 t = lane(vexp, (v4)((m4)z | (m4)bc4(-0.0))); /* -|z| */
+  v4 u = one + t, lg = lane(vlog, u);
+  *sig = sel4(z >= zero, one / u, t / u);
+  return sel4(z > zero, z, zero) + sel4(u == one, t, lg * t / (u - one));
+}
+
+typedef struct row_args {
+  const mdn_config *c;
+  const double *w, *psi, *ln_extra;
+  ptrdiff_t stride, n;
+  double ln_V, u_th, scale;
+  double *grad_w, *dpsi, *nb, *acc;
+} row_args;
+
+/* One voxel through the per-voxel functions (out of range, or past the last full block). */
+static void voxel_one(const row_args *r, ptrdiff_t k, double ex) {
+  const mdn_config *c = r->c;
+  if (ex == -INFINITY) {
+    r->nb[k] = 0;
+    return;
+  }
+  const bool grad = r->grad_w || r->dpsi;
+  const double *pk = r->psi ? r->psi + k : NULL;
+  mdn_voxel v;
+  mdn_adjoint adj;
+  mdn_forward(c, r->w, pk, r->stride, &v);
+  for (int i = 0; i < c->n_gauss; i++) adj.y_alpha[i] = adj.mu[i] = adj.sigma[i] = 0;
+  r->nb[k] = mdn_nbar(c, &v, r->ln_V, r->u_th, ex, r->scale, grad ? &adj : NULL);
+  if (grad)
+    mdn_backward(c, r->w, pk, r->stride, &v, &adj, r->grad_w, r->dpsi ? r->dpsi + k : NULL,
+                 r->stride);
+}
+
+AI double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc) {
+  const mdn_config *c = r->c;
+  const int G = c->n_gauss, P = c->n_features, Q = 3 * G;
+  const size_t GP = (size_t)G * P;
+  const double *w = r->w, *psi = r->psi;
+  const double *coef[3] = {w, w + GP + G, w + 2 * GP + 2 * G};          /* a, m, s */
+  const double *bias[3] = {w + GP, w + 2 * GP + G, w + 3 * GP + 2 * G}; /* b_alpha, b_mu, b_sigma */
+  double lnA0, lnM0, s_off;
+  offsets(c, &lnA0, &lnM0, &s_off);
+  const ptrdiff_t n = r->n, n4 = n - n % 4, stride = r->stride;
+  const bool grad = r->grad_w || r->dpsi;
+  const v4 zero = bc4(0.0), smin = bc4(c->sigma_min), uth = bc4(r->u_th);
+  const v4 C0 = bc4(exp(r->ln_V)), sc = bc4(r->scale);
+  const m4 vol_ok = r->ln_V < 600 ? (m4){-1, -1, -1, -1} : (m4){0, 0, 0, 0};
+  double *acc = r->acc; /* [Q][P + 1] lanes of 4: coefficient sums, then the bias sum */
+  if (r->grad_w) memset(acc, 0, (size_t)Q * (P + 1) * 4 * sizeof *acc);
+  for (ptrdiff_t k = 0; k < n4; k += 4) {
+    const v4 ex = r->ln_extra ? ld4(r->ln_extra + k) : zero;
+    v4 al[MDN_MAX_G], siga[MDN_MAX_G], sigm[MDN_MAX_G], sg[MDN_MAX_G], sigs[MDN_MAX_G];
+    v4 x[MDN_MAX_G], ec[MDN_MAX_G], mu_prev = zero, sum = zero;
+    m4 fast = (ex > bc4(-600.0)) & (ex < bc4(600.0)) & vol_ok;
+    for (int i = 0; i < G; i++) {
+      v4 da = zero, dm = zero, ds = zero;
+      for (int p = 0; p < P; p++) {
+        const v4 xp = ld4(psi + p * stride + k);
+        da += coef[0][i * P + p] * xp;
+        dm += coef[1][i * P + p] * xp;
+        ds += coef[2][i * P + p] * xp;
+      }
+      al[i] = softplus4(da + bias[0][i] + lnA0, &siga[i], vexp, vlog);
+      const v4 ym = dm + bias[1][i];
+      const v4 mu = i == 0 ? ym + lnM0 : mu_prev + softplus4(ym, &sigm[i], vexp, vlog);
+      mu_prev = mu;
+      sg[i] = smin + softplus4(ds + bias[2][i] + s_off, &sigs[i], vexp, vlog);
+      x[i] = (uth - mu) / (MDN_SQRT2 * sg[i]);
+      ec[i] = lane(verfc, x[i]);
+      sum += al[i] * ec[i];
+      fast &= (al[i] > bc4(1e-250)) & (al[i] < bc4(1e250)) & (x[i] < bc4(25.0)) & (x[i] == x[i]);
+    }
+    const v4 C = r->ln_extra ? lane(vexp, r->ln_V + ex) : C0;
+    st4(r->nb + k, and4(fast, 0.5 * C * sum));
+    if (grad) {
+      v4 d[3 * MDN_MAX_G], S = zero;
+      for (int i = G - 1; i >= 0; i--) {
+        const v4 e = C * al[i] * lane(vexp, -x[i] * x[i] - LN_SQRT_PI);
+        d[i] = and4(fast, sc * 0.5 * C * ec[i] * siga[i]);
+        S += and4(fast, sc * e / (MDN_SQRT2 * sg[i]));
+        d[G + i] = i == 0 ? S : and4(fast, S * sigm[i]);
+        d[2 * G + i] = and4(fast, sc * e * x[i] / sg[i] * sigs[i]);
+      }
+      if (r->grad_w)
+        for (int q = 0; q < Q; q++) {
+          double *aq = acc + (size_t)q * (P + 1) * 4;
+          for (int p = 0; p < P; p++)
+            st4(aq + 4 * p, ld4(aq + 4 * p) + d[q] * ld4(psi + p * stride + k));
+          st4(aq + 4 * P, ld4(aq + 4 * P) + d[q]);
+        }
+      if (r->dpsi)
+        for (int p = 0; p < P; p++) {
+          double *dp = r->dpsi + p * stride + k;
+          v4 s = ld4(dp);
+          for (int q = 0; q < Q; q++) s += coef[q / G][(q % G) * P + p] * d[q];
+          st4(dp, s);
+        }
+    }
+    for (int l = 0; l < 4; l++)
+      if (!fast[l]) voxel_one(r, k + l, ex[l]);
+  }
+  for (ptrdiff_t k = n4; k < n; k++) voxel_one(r, k, r->ln_extra ? r->ln_extra[k] : 0.0);
+  if (r->grad_w)
+    for (int q = 0; q < Q; q++) {
+      const double *aq = acc + (size_t)q * (P + 1) * 4;
+      const int kind = q / G, i = q % G;
+      double *gc = r->grad_w + (coef[kind] - w) + i * P;
+      for (int p = 0; p < P; p++) gc[p] += hsum4(ld4(aq + 4 * p));
+      r->grad_w[(bias[kind] - w) + i] += hsum4(ld4(aq + 4 * P));
+    }
+  double total = 0;
+  for (ptrdiff_t k = 0; k < n; k++) total += r->nb[k];
+  return total;
+}
+
+static double row_c(const row_args *r) {
+  return row_body(r, vmath4_exp_c, vmath4_log_c, vmath4_erfc_c);
+}
+#ifdef CERBERUS_HAVE_MVEC
+VMATH_AVX2 static double row_avx2(const row_args *r) {
+  return row_body(r, vmath4_exp_avx2, vmath4_log_avx2, vmath4_erfc_avx2);
+}
+#endif
+
 size_t mdn_row_workspace(const mdn_config *c, ptrdiff_t n) {
-  return (size_t)(11 * c->n_gauss + 4) * (size_t)(n > 0 ? n : 1);
+  (void)n;
+  return (size_t)12 * c->n_gauss * ((size_t)c->n_features + 1);
 }
 
 double mdn_nbar_row(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
                     ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
                     double *grad_w, double *dpsi, double *nb, double *ws) {
-  const int G = c->n_gauss, P = c->n_features, Q = 3 * G;
-  const size_t GP = (size_t)G * P;
-  const double *coef[3] = {w, w + GP + G, w + 2 * GP + 2 * G};          /* a, m, s */
-  const double *bias[3] = {w + GP, w + 2 * GP + G, w + 3 * GP + 2 * G}; /* b_alpha, b_mu, b_sigma */
-  double lnA0, lnM0, s_off;
-  offsets(c, &lnA0, &lnM0, &s_off);
-  const double off[3] = {lnA0, 0.0, s_off};
-  /* rows q = kind * G + i: kind 0 alpha, 1 mu, 2 sigma */
-  double *Y = ws, *SP = Y + (size_t)Q * n, *SG = SP + (size_t)Q * n, *X = SG + (size_t)Q * n,
-         *EC = X + (size_t)G * n, *T = EC + (size_t)G * n, *U = T + n, *LG = U + n, *C = LG + n;
-  for (int kind = 0; kind < 3; kind++)
-    for (int i = 0; i < G; i++) {
-      double *y = Y + (size_t)(kind * G + i) * n;
-      const double b = bias[kind][i] + off[kind];
-      for (ptrdiff_t k = 0; k < n; k++) y[k] = b;
-      for (int p = 0; p < P; p++) {
-        const double a = coef[kind][i * P + p], *x = psi + p * stride;
-        for (ptrdiff_t k = 0; k < n; k++) y[k] += a * x[k];
-      }
-    }
-  /* softplus and sigmoid of every row: one exp and one log per value */
-  for (int q = 0; q < Q; q++) {
-    const double *y = Y + (size_t)q * n;
-    double *sp = SP + (size_t)q * n, *sg = SG + (size_t)q * n;
-    for (ptrdiff_t k = 0; k < n; k++) T[k] = -fabs(y[k]);
-    vmath(0, n, T, T);
-    for (ptrdiff_t k = 0; k < n; k++) U[k] = 1.0 + T[k];
-    vmath(1, n, U, LG);
-    for (ptrdiff_t k = 0; k < n; k++) {
-      sp[k] = fmax(y[k], 0.0) + (U[k] == 1.0 ? T[k] : LG[k] * T[k] / (U[k] - 1.0));
-      sg[k] = y[k] >= 0 ? 1.0 / U[k] : T[k] / U[k];
-    }
-  }
-  /* means (cumulative, in the mu rows of SP), widths, erfc arguments */
-  double *mu = SP + (size_t)G * n, *sig = SP + (size_t)2 * G * n;
-  for (ptrdiff_t k = 0; k < n; k++) mu[k] = Y[(size_t)G * n + k] + lnM0;
-  for (int i = 1; i < G; i++)
-    for (ptrdiff_t k = 0; k < n; k++) mu[(size_t)i * n + k] += mu[(size_t)(i - 1) * n + k];
-  for (int i = 0; i < G; i++)
-    for (ptrdiff_t k = 0; k < n; k++) {
-      sig[(size_t)i * n + k] += c->sigma_min;
-      X[(size_t)i * n + k] = (u_th - mu[(size_t)i * n + k]) / (MDN_SQRT2 * sig[(size_t)i * n + k]);
-    }
-  vmath(2, (ptrdiff_t)G * n, X, EC);
-  /* the factor V e^extra; voxels outside the direct path are done one by one */
-  const double *alpha = SP;
-  for (ptrdiff_t k = 0; k < n; k++) T[k] = ln_V + (ln_extra ? ln_extra[k] : 0.0);
-  vmath(0, n, T, C);
-  double total = 0;
-  bool grad = grad_w || dpsi;
-  for (ptrdiff_t k = 0; k < n; k++) {
-    double ex = ln_extra ? ln_extra[k] : 0.0;
-    LG[k] = 0; /* 1: voxel on the row path (its adjoints come from the row sums) */
-    if (ex == -INFINITY) {
-      nb[k] = 0;
-      continue;
-    }
-    bool fast = ex > -600 && ex < 600 && ln_V < 600;
-    for (int i = 0; i < G && fast; i++) {
-      double al = alpha[(size_t)i * n + k], x = X[(size_t)i * n + k];
-      fast = al > 1e-250 && al < 1e250 && x < 25 && !isnan(x);
-    }
-    if (!fast) {
-      mdn_voxel v;
-      mdn_adjoint adj;
-      mdn_forward(c, w, psi + k, stride, &v);
-      for (int i = 0; i < G; i++) adj.y_alpha[i] = adj.mu[i] = adj.sigma[i] = 0;
-      nb[k] = mdn_nbar(c, &v, ln_V, u_th, ex, scale, grad ? &adj : NULL);
-      if (grad)
-        mdn_backward(c, w, psi + k, stride, &v, &adj, grad_w, dpsi ? dpsi + k : NULL, stride);
-    } else {
-      LG[k] = 1;
-      double sum = 0;
-      for (int i = 0; i < G; i++) sum += alpha[(size_t)i * n + k] * EC[(size_t)i * n + k];
-      nb[k] = 0.5 * C[k] * sum;
-    }
-    total += nb[k];
-  }
-  if (!grad) return total;
-  /* adjoints in the rows of Y: d/dy_alpha, d/dmu, d/dsigma, then through the mean chain */
-  double *dya = Y, *dmu = Y + (size_t)G * n, *dsg = Y + (size_t)2 * G * n;
-  for (int i = 0; i < G; i++) {
-    double *x = X + (size_t)i * n;
-    for (ptrdiff_t k = 0; k < n; k++) T[k] = -x[k] * x[k] - LN_SQRT_PI;
-    vmath(0, n, T, U);
-    for (ptrdiff_t k = 0; k < n; k++) {
-      size_t ik = (size_t)i * n + k;
-      if (LG[k] == 0) {
-        dya[ik] = dmu[ik] = dsg[ik] = 0;
-        continue;
-      }
-      double e = C[k] * alpha[ik] * U[k];
-      dya[ik] = scale * 0.5 * C[k] * EC[ik] * SG[ik];
-      dmu[ik] = scale * e / (MDN_SQRT2 * sig[ik]);
-      dsg[ik] = scale * e * x[k] / sig[ik] * SG[(size_t)2 * G * n + ik];
-    }
-  }
-  for (int i = G - 2; i >= 0; i--) /* cumulative sums from the top: d/dmu_i of all mu_j, j >= i */
-    for (ptrdiff_t k = 0; k < n; k++) dmu[(size_t)i * n + k] += dmu[(size_t)(i + 1) * n + k];
-  for (int i = 1; i < G; i++)
-    for (ptrdiff_t k = 0; k < n; k++) dmu[(size_t)i * n + k] *= SG[(size_t)(G + i) * n + k];
-  for (int kind = 0; kind < 3; kind++)
-    for (int i = 0; i < G; i++) {
-      const double *d = Y + (size_t)(kind * G + i) * n;
-      if (grad_w) {
-        double *gc = grad_w + (coef[kind] - w), *gb = grad_w + (bias[kind] - w);
-        double sb = 0;
-        for (ptrdiff_t k = 0; k < n; k++) sb += d[k];
-        gb[i] += sb;
-        for (int p = 0; p < P; p++) {
-          const double *x = psi + p * stride;
-          double sp = 0;
-          for (ptrdiff_t k = 0; k < n; k++) sp += d[k] * x[k];
-          gc[i * P + p] += sp;
-        }
-      }
-      if (dpsi)
-        for (int p = 0; p < P; p++) {
-          const double a = coef[kind][i * P + p];
-          double *dp = dpsi + p * stride;
-          for (ptrdiff_t k = 0; k < n; k++) dp[k] += a * d[k];
-        }
-    }
-  return total;
+  const row_args r = {c, w, psi, ln_extra, stride, n, ln_V, u_th, scale, grad_w, dpsi, nb, ws};
+#ifdef CERBERUS_HAVE_MVEC
+  if (vmath_vector()) return row_avx2(&r);
+#endif
+  return row_c(&r);
 }
 
 void mdn_backward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,

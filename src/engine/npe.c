@@ -7,7 +7,9 @@
  * computes the interior planes (which need no ghost) while the messages travel, waits, then
  * computes the edge planes.
  *
- * The reverse pass runs the layers backwards: dz = d(out) * act'(z); the convolution's
+ * The forward pass keeps act'(z) (for softplus the sigmoid, from the exp the softplus took,
+ * vmath_softplus) in place of z: the reverse pass runs the layers backwards with
+ * dz = d(out) * act'(z); the convolution's
  * reverse adds the kernel gradients and scatters d(in) into a buffer with ghost planes;
  * the edge planes are done first, so the ghost planes (contributions that belong to the
  * neighbours) can travel back to their owners while the interior is computed, and are
@@ -19,6 +21,7 @@
 #include "cerberus/conv.h"
 #include "cerberus/exchange.h"
 #include "cerberus/status.h"
+#include "cerberus/vmath.h"
 
 #include <math.h>
 #include <petsclog.h>
@@ -40,7 +43,7 @@ struct npe {
   size_t woff[NPE_MAX_LAYERS];
   double *a[NPE_MAX_LAYERS];  /* inputs with ghosts */
   double *da[NPE_MAX_LAYERS]; /* their adjoints with ghosts */
-  double *z[NPE_MAX_LAYERS];  /* pre-activations, owned */
+  double *z[NPE_MAX_LAYERS];  /* pre-activations, owned; act'(z) after npe_forward */
   double *psi;                /* features, owned */
   double *x0;                 /* input, owned (copy without ghosts) */
   double *dz;                 /* workspace, owned, max channels */
@@ -177,12 +180,9 @@ void npe_destroy(npe **pnet) {
   *pnet = NULL;
 }
 
+/* The activations other than softplus (which goes through vmath_softplus) and their slopes. */
 static inline double act_f(int act, double z) {
   switch (act) {
-  case NPE_SOFTPLUS: {
-    double t = exp(-fabs(z)), u = 1.0 + t; /* log1p(t) with Goldberg's correction, see mdn.c */
-    return fmax(z, 0.0) + (u == 1.0 ? t : log(u) * t / (u - 1.0));
-  }
   case NPE_RELU: return z > 0 ? z : 0.0;
   case NPE_TANH: return tanh(z);
   default: return z;
@@ -191,13 +191,6 @@ static inline double act_f(int act, double z) {
 
 static inline double act_d(int act, double z) {
   switch (act) {
-  case NPE_SOFTPLUS:
-    if (z >= 0)
-      return 1.0 / (1.0 + exp(-z));
-    else {
-      double e = exp(z);
-      return e / (1.0 + e);
-    }
   case NPE_RELU: return z > 0 ? 1.0 : 0.0;
   case NPE_TANH: {
     double t = tanh(z);
@@ -228,11 +221,12 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
         bad = (long)(f->local_0_start * nn + v);
         badv = delta[v];
       }
-      x0[v] = 0;
+      x0[v] = 1;
     } else {
-      x0[v] = log(y);
+      x0[v] = y;
     }
   }
+  vmath_log(nloc * nn, x0, x0);
   long mine = bad < 0 ? -1 : bad, first = -1;
   struct {
     long idx;
@@ -262,8 +256,15 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
         l + 1 < net->L ? net->a[l + 1] + (size_t)net->g[l + 1] * net->cin[l + 1] * nn : net->psi;
     const int act = net->cfg.layer[l].activation;
     const size_t m = (size_t)nloc * net->cout[l] * nn;
-    const double *z = net->z[l];
-    for (size_t i = 0; i < m; i++) o[i] = act_f(act, z[i]);
+    double *z = net->z[l]; /* becomes act'(z), all the reverse pass needs of it */
+    if (act == NPE_SOFTPLUS) {
+      vmath_softplus((ptrdiff_t)m, z, o, z);
+    } else {
+      for (size_t i = 0; i < m; i++) {
+        o[i] = act_f(act, z[i]);
+        z[i] = act_d(act, z[i]);
+      }
+    }
   }
   (void)PetscLogEventEnd(ev_conv, 0, 0, 0, 0);
   *psi = net->psi;
@@ -277,10 +278,9 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
   for (int l = net->L - 1; l >= 0; l--) {
     const double *dout =
         l + 1 < net->L ? net->da[l + 1] + (size_t)net->g[l + 1] * net->cin[l + 1] * nn : dpsi;
-    const int act = net->cfg.layer[l].activation;
     const size_t m = (size_t)nloc * net->cout[l] * nn;
-    const double *z = net->z[l];
-    for (size_t i = 0; i < m; i++) net->dz[i] = dout[i] * act_d(act, z[i]);
+    const double *dact = net->z[l];
+    for (size_t i = 0; i < m; i++) net->dz[i] = dout[i] * dact[i];
     bool need_din = l > 0 || grad_delta;
     double *din = need_din ? net->da[l] : NULL;
     if (din) memset(din, 0, (size_t)(nloc + 2 * net->g[l]) * net->cin[l] * nn * sizeof(double));
@@ -295,7 +295,10 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
   }
   if (grad_delta) {
     const double *d0 = net->da[0] + (size_t)net->g[0] * nn;
-    for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * exp(-net->x0[v]);
+    double *e = net->dz; /* 1 / (1 + delta + eps) */
+    for (ptrdiff_t v = 0; v < nloc * nn; v++) e[v] = -net->x0[v];
+    vmath_exp(nloc * nn, e, e);
+    for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * e[v];
   }
   (void)PetscLogEventEnd(ev_conv_back, 0, 0, 0, 0);
   return CB_OK;
