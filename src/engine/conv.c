@@ -26,6 +26,7 @@
 
 #include <gsl/gsl_sf_legendre.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -179,46 +180,52 @@ void conv_set_weights(conv *cv, const double *w) {
   }
 }
 
-/* dst[k] += w * src[(k + dk) mod n] */
-static inline void axpy_shift(ptrdiff_t n, int dk, double w, const double *restrict src,
-                              double *restrict dst) {
-  if (dk >= 0) {
-    for (ptrdiff_t k = 0; k < n - dk; k++) dst[k] += w * src[k + dk];
-    for (ptrdiff_t k = n - dk; k < n; k++) dst[k] += w * src[k + dk - n];
-  } else {
-    for (ptrdiff_t k = 0; k < -dk; k++) dst[k] += w * src[k + dk + n];
-    for (ptrdiff_t k = -dk; k < n; k++) dst[k] += w * src[k + dk];
+/* dst[k] += sum_{|d| <= g} t[d + g] src[(k + d) mod n]: the K taps of one kernel row in one
+ * pass (t[d + g] = w for d at -d mirrors, as the reverse pass's scatter needs). */
+static inline void row_taps(ptrdiff_t n, int g, const double *t, const double *restrict src,
+                            double *restrict dst) {
+  if (n <= 2 * g) {
+    for (ptrdiff_t k = 0; k < n; k++)
+      for (int d = -g; d <= g; d++) dst[k] += t[d + g] * src[((k + d) % n + n) % n];
+    return;
   }
+  for (ptrdiff_t k = 0; k < g; k++)
+    for (int d = -g; d <= g; d++) dst[k] += t[d + g] * src[(k + d + n) % n];
+  if (g == 1) {
+    const double t0 = t[0], t1 = t[1], t2 = t[2];
+    for (ptrdiff_t k = 1; k < n - 1; k++) dst[k] += t0 * src[k - 1] + t1 * src[k] + t2 * src[k + 1];
+  } else {
+    const double t0 = t[0], t1 = t[1], t2 = t[2], t3 = t[3], t4 = t[4];
+    for (ptrdiff_t k = 2; k < n - 2; k++)
+      dst[k] += t0 * src[k - 2] + t1 * src[k - 1] + t2 * src[k] + t3 * src[k + 1] + t4 * src[k + 2];
+  }
+  for (ptrdiff_t k = n - g; k < n; k++)
+    for (int d = -g; d <= g; d++) dst[k] += t[d + g] * src[(k + d) % n];
 }
 
-/* sum_k a[k] * src[(k + dk) mod n] */
-static inline double dot_shift(ptrdiff_t n, int dk, const double *restrict a,
-                               const double *restrict src) {
-  double s = 0;
-  if (dk >= 0) {
-    for (ptrdiff_t k = 0; k < n - dk; k++) s += a[k] * src[k + dk];
-    for (ptrdiff_t k = n - dk; k < n; k++) s += a[k] * src[k + dk - n];
-  } else {
-    for (ptrdiff_t k = 0; k < -dk; k++) s += a[k] * src[k + dk + n];
-    for (ptrdiff_t k = -dk; k < n; k++) s += a[k] * src[k + dk];
+/* acc[d + g] += sum_k a[k] src[(k + d) mod n] for every |d| <= g in one pass, four partial
+ * sums a tap (vectorised; the order is fixed by the row alone). */
+static inline void row_dots(ptrdiff_t n, int g, const double *restrict a,
+                            const double *restrict src, double *acc) {
+  double s[5][4] = {{0}};
+  ptrdiff_t k = 0;
+  if (n > 2 * g + 4) {
+    for (; k < g; k++)
+      for (int d = -g; d <= g; d++) acc[d + g] += a[k] * src[(k + d + n) % n];
+    const ptrdiff_t k4 = g + (n - 2 * g) / 4 * 4;
+    for (; k < k4; k += 4)
+      for (int d = -g; d <= g; d++)
+        for (int l = 0; l < 4; l++) s[d + g][l] += a[k + l] * src[k + l + d];
   }
-  return s;
+  for (; k < n; k++)
+    for (int d = -g; d <= g; d++) acc[d + g] += a[k] * src[((k + d) % n + n) % n];
+  for (int d = -g; d <= g; d++)
+    acc[d + g] += (s[d + g][0] + s[d + g][1]) + (s[d + g][2] + s[d + g][3]);
 }
 
-/* din[(k + dk) mod n] += w * a[k] */
-static inline void scatter_shift(ptrdiff_t n, int dk, double w, const double *restrict a,
-                                 double *restrict din) {
-  if (dk >= 0) {
-    for (ptrdiff_t k = 0; k < n - dk; k++) din[k + dk] += w * a[k];
-    for (ptrdiff_t k = n - dk; k < n; k++) din[k + dk - n] += w * a[k];
-  } else {
-    for (ptrdiff_t k = 0; k < -dk; k++) din[k + dk + n] += w * a[k];
-    for (ptrdiff_t k = -dk; k < n; k++) din[k + dk] += w * a[k];
-  }
-}
-
-void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0,
-                  ptrdiff_t p1) {
+__attribute__((target_clones("avx2", "default"))) void conv_forward(const conv *cv, ptrdiff_t n,
+                                                                    const double *in, double *out,
+                                                                    ptrdiff_t p0, ptrdiff_t p1) {
   const int g = cv->g, K = cv->K, C = cv->c_in;
   const ptrdiff_t nn = n * n;
   for (ptrdiff_t p = p0; p < p1; p++)
@@ -232,11 +239,10 @@ void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, pt
           for (int di = -g; di <= g; di++) {
             const double *isheet = in + ((size_t)(p + g + di) * C + c) * nn;
             for (int dj = -g; dj <= g; dj++) {
-              ptrdiff_t jj = (j + dj + n) % n;
-              const double *src = isheet + jj * n;
-              const double *kr = kq + ((di + g) * K + (dj + g)) * K + g;
-              for (int dk = -g; dk <= g; dk++)
-                if (kr[dk] != 0.0) axpy_shift(n, dk, kr[dk], src, dst);
+              const double *kr = kq + ((di + g) * K + (dj + g)) * K;
+              bool any = false;
+              for (int d = 0; d < K; d++) any |= kr[d] != 0.0;
+              if (any) row_taps(n, g, kr, isheet + ((j + dj + n) % n) * n, dst);
             }
           }
         }
@@ -244,8 +250,9 @@ void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, pt
     }
 }
 
-void conv_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout, double *grad_w,
-                   double *din, ptrdiff_t p0, ptrdiff_t p1) {
+__attribute__((target_clones("avx2", "default"))) void
+conv_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout, double *grad_w,
+              double *din, ptrdiff_t p0, ptrdiff_t p1) {
   const int g = cv->g, K = cv->K, C = cv->c_in;
   const ptrdiff_t nn = n * n;
   memset(cv->gkern, 0, (size_t)cv->c_out * C * cv->K3 * sizeof *cv->gkern);
@@ -259,19 +266,17 @@ void conv_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout, 
         for (int c = 0; c < C; c++) {
           const double *kq = cv->kern + ((size_t)q * C + c) * cv->K3;
           double *gq = cv->gkern + ((size_t)q * C + c) * cv->K3;
-          const int *gr = cv->group + (size_t)(q % cv->n_lm) * cv->K3;
           for (int di = -g; di <= g; di++) {
             size_t soff = ((size_t)(p + g + di) * C + c) * nn;
             for (int dj = -g; dj <= g; dj++) {
               ptrdiff_t jj = (j + dj + n) % n;
-              const double *src = in + soff + jj * n;
-              double *drow = din ? din + soff + jj * n : NULL;
-              int base = ((di + g) * K + (dj + g)) * K + g;
-              for (int dk = -g; dk <= g; dk++) {
-                if (gr[base + dk] < 0) continue;
-                gq[base + dk] += dot_shift(n, dk, a, src);
-                if (drow && kq[base + dk] != 0.0) scatter_shift(n, dk, kq[base + dk], a, drow);
-              }
+              int base = ((di + g) * K + (dj + g)) * K;
+              if (grad_w) row_dots(n, g, a, in + soff + jj * n, gq + base);
+              if (!din) continue;
+              double t[5];
+              bool any = false;
+              for (int d = 0; d < K; d++) any |= (t[d] = kq[base + K - 1 - d]) != 0.0;
+              if (any) row_taps(n, g, t, a, din + soff + jj * n);
             }
           }
         }
