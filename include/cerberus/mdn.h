@@ -90,6 +90,16 @@ double mdn_nbar_row(const mdn_config *cfg, const double *w, const double *psi, p
                     ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
                     double *grad_w, double *dpsi, double *nb, double *ws);
 
+/* mdn_nbar_row and, in the same pass, the halos of the row: nh halos in voxels hk[h] - hbase
+ * (0 <= that < n, non-decreasing) of ln M = hu[h]; hld[h] = ln dn/dlnM (M_h | voxel), as
+ * mdn_ln_dndlnm gives it (0 for a halo in a skipped voxel, ln_extra = -inf). With gradients,
+ * ADDS the halos' d/dw and d/dpsi too, with scale 1, for each halo whose value is finite.
+ * Returns the sum of nb. Not collective. */
+double mdn_row(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,
+               ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
+               size_t nh, const size_t *hk, size_t hbase, const double *hu, double *hld,
+               double *grad_w, double *dpsi, double *nb, double *ws);
+
 /* Reverse pass of mdn_forward: ADDS d lnL / d w into grad_w (may be NULL) and
  * d lnL / d psi into dpsi[c * stride] (may be NULL). */
 void mdn_backward(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,

@@ -7,9 +7,9 @@
  * collective by construction), checks it, and keeps the halos of its own planes as
  * (local voxel, ln M). Evaluation: the engine (npe) gives the features psi on the owned
  * planes, or for the power law x0 = ln(1 + delta + eps) and psi = nothing; one pass over the
- * voxels evaluates the head and -m(v) Nbar(v) with its adjoints, one pass over the halos
- * the log-density terms; both feed d lnL / d psi and the head's weight gradient in the same
- * loop (the head is cheap: it is recomputed rather than stored). The sums and the -inf
+ * voxels, a row at a time (mdn_row), evaluates the head, -m(v) Nbar(v) and the log-density
+ * terms of the halos in the row (kept sorted by voxel for this), and feeds d lnL / d psi and
+ * the head's weight gradient in the same visit. The sums and the -inf
  * flags are reduced; if the value is finite, the engine's reverse pass gives the kernel
  * gradients and d lnL / d delta, and the weight gradient is reduced to every rank.
  * A value that is not finite (overflowed count, halo of zero density, non-finite features)
@@ -36,9 +36,10 @@ struct likelihood {
   weights_arch arch;
   npe *net;
   size_t nw, nw_engine;
-  size_t nh; /* local halos */
-  size_t *hvox;
+  size_t nh;    /* local halos */
+  size_t *hvox; /* in increasing order of the voxel (rows visit them in turn) */
   double *hlnm;
+  double *hld; /* ln dn/dlnM of each halo, from the head's row pass */
   long n_used, n_below;
   double mth;
   double *mask;             /* owned planes or NULL */
@@ -59,10 +60,6 @@ const char *likelihood_reason_name(int r) {
 }
 
 static PetscLogEvent ev_mdn = 0, ev_like = 0;
-
-static inline void adjoint_zero(mdn_adjoint *a, int G) {
-  for (int i = 0; i < G; i++) a->y_alpha[i] = a->mu[i] = a->sigma[i] = 0;
-}
 
 int likelihood_create(field *f, const weights_arch *arch, likelihood **out) {
   *out = NULL;
@@ -114,6 +111,7 @@ void likelihood_destroy(likelihood **plk) {
   npe_destroy(&lk->net);
   free(lk->hvox);
   free(lk->hlnm);
+  free(lk->hld);
   free(lk->mask);
   free(lk->dpsi);
   free(lk->x0);
@@ -131,6 +129,33 @@ static void count_used(likelihood *lk) {
   for (size_t h = 0; h < lk->nh; h++)
     if (!lk->mask || lk->mask[lk->hvox[h]] != 0) used++;
   MPI_Allreduce(&used, &lk->n_used, 1, MPI_LONG, MPI_SUM, lk->f->comm);
+}
+
+typedef struct halo_key {
+  size_t v, i;
+  double u;
+} halo_key;
+
+static int cmp_halo(const void *a, const void *b) {
+  const halo_key *x = a, *y = b;
+  if (x->v != y->v) return x->v < y->v ? -1 : 1;
+  return (x->i > y->i) - (x->i < y->i);
+}
+
+/* Halos in increasing order of their voxel (catalogue order within one), and their values. */
+static int sort_halos(likelihood *lk) {
+  const size_t nh = lk->nh;
+  halo_key *key = malloc((nh ? nh : 1) * sizeof *key);
+  lk->hld = calloc(nh ? nh : 1, sizeof *lk->hld);
+  if (!key || !lk->hld) {
+    free(key);
+    return CB_ERROR(CB_ERR_MEM, "out of memory for %zu halos", nh);
+  }
+  for (size_t h = 0; h < nh; h++) key[h] = (halo_key){lk->hvox[h], h, lk->hlnm[h]};
+  qsort(key, nh, sizeof *key, cmp_halo);
+  for (size_t h = 0; h < nh; h++) lk->hvox[h] = key[h].v, lk->hlnm[h] = key[h].u;
+  free(key);
+  return CB_OK;
 }
 
 int likelihood_set_halos(likelihood *lk, const char *what, size_t n, const double *pos,
@@ -151,8 +176,10 @@ int likelihood_set_halos(likelihood *lk, const char *what, size_t n, const doubl
   }
   free(lk->hvox);
   free(lk->hlnm);
+  free(lk->hld);
   lk->hvox = NULL;
   lk->hlnm = NULL;
+  lk->hld = NULL;
   lk->nh = 0;
   size_t mine = 0;
   long below = 0;
@@ -180,6 +207,7 @@ int likelihood_set_halos(likelihood *lk, const char *what, size_t n, const doubl
     }
   }
   lk->nh = mine;
+  CB_CALL(sort_halos(lk));
   lk->n_below = below;
   lk->mth = mth;
   count_used(lk);
@@ -273,7 +301,8 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
   double sum_halo = 0, sum_nbar = 0;
   int flag_nf = 0, flag_hd = 0;
   (void)PetscLogEventBegin(ev_mdn, 0, 0, 0, 0);
-  /* voxels: - m(v) Nbar(v), a row of n voxels at a time */
+  /* voxels: - m(v) Nbar(v) and the halos' ln dn/dlnM, a row of n voxels at a time */
+  size_t h = 0;
   for (ptrdiff_t p = 0; p < f->local_n0; p++)
     for (ptrdiff_t j = 0; j < n; j++) {
       const size_t v0 = (size_t)((p * n + j) * n);
@@ -286,10 +315,13 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
         }
         ext = lk->ext;
       }
+      size_t h1 = h;
+      while (h1 < lk->nh && lk->hvox[h1] < v0 + (size_t)n) h1++;
       const ptrdiff_t off = (ptrdiff_t)p * P * nn + j * n;
-      sum_nbar +=
-          mdn_nbar_row(mc, wh, P ? psi + off : NULL, stride, n, ln_V, u_th, ext, -1.0,
-                       grad ? gwh : NULL, grad && P ? lk->dpsi + off : NULL, lk->nb, lk->rowws);
+      sum_nbar += mdn_row(mc, wh, P ? psi + off : NULL, stride, n, ln_V, u_th, ext, -1.0, h1 - h,
+                          lk->hvox + h, v0, lk->hlnm + h, lk->hld + h, grad ? gwh : NULL,
+                          grad && P ? lk->dpsi + off : NULL, lk->nb, lk->rowws);
+      h = h1;
       for (ptrdiff_t k = 0; k < n; k++) {
         double nb = lk->nb[k];
         if (isnan(nb)) flag_nf = 1;
@@ -299,29 +331,19 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
         }
       }
     }
-  /* halos: sum_j ln dn/dlnM */
+  /* halos: sum_j ln dn/dlnM (the values from the rows; those of masked voxels left out) */
   for (size_t h = 0; h < lk->nh; h++) {
     size_t v = lk->hvox[h];
     if (lk->mask && lk->mask[v] == 0) continue;
-    size_t p = v / (size_t)nn, jk = v % (size_t)nn;
-    const double *pv = P ? psi + p * P * nn + jk : NULL;
-    mdn_voxel vox;
-    mdn_adjoint adj;
-    mdn_forward(mc, wh, pv, stride, &vox);
-    if (grad) adjoint_zero(&adj, mc->n_gauss);
-    double ld = mdn_ln_dndlnm(mc, &vox, lk->hlnm[h], 1.0, grad ? &adj : NULL);
+    double ld = lk->hld[h];
     if (isnan(ld))
       flag_nf = 1;
     else if (ld == -INFINITY)
       flag_hd = 1;
     sum_halo += ld + (pl ? beta * lk->x0[v] : 0.0);
-    if (grad && isfinite(ld)) {
-      mdn_backward(mc, wh, pv, stride, &vox, &adj, gwh, P ? lk->dpsi + p * P * nn + jk : NULL,
-                   stride);
-      if (pl) {
-        lk->gw[0] += lk->x0[v];
-        lk->gx0[v] += beta;
-      }
+    if (grad && isfinite(ld) && pl) {
+      lk->gw[0] += lk->x0[v];
+      lk->gx0[v] += beta;
     }
   }
   (void)PetscLogEventEnd(ev_mdn, 0, 0, 0, 0);

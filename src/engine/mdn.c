@@ -297,14 +297,20 @@ typedef struct row_args {
   const double *w, *psi, *ln_extra;
   ptrdiff_t stride, n;
   double ln_V, u_th, scale;
+  size_t nh, hbase; /* halos of the row: voxel hk[h] - hbase, ln M hu[h], ln dn/dlnM -> hld[h] */
+  const size_t *hk;
+  const double *hu;
+  double *hld;
   double *grad_w, *dpsi, *nb, *acc;
 } row_args;
 
-/* One voxel through the per-voxel functions (out of range, or past the last full block). */
-static void voxel_one(const row_args *r, ptrdiff_t k, double ex) {
+/* One voxel through the per-voxel functions (out of range, or past the last full block),
+ * with its halos h in [h0, h1). */
+static void voxel_one(const row_args *r, ptrdiff_t k, double ex, size_t h0, size_t h1) {
   const mdn_config *c = r->c;
   if (ex == -INFINITY) {
     r->nb[k] = 0;
+    for (size_t h = h0; h < h1; h++) r->hld[h] = 0;
     return;
   }
   const bool grad = r->grad_w || r->dpsi;
@@ -314,6 +320,17 @@ static void voxel_one(const row_args *r, ptrdiff_t k, double ex) {
   mdn_forward(c, r->w, pk, r->stride, &v);
   for (int i = 0; i < c->n_gauss; i++) adj.y_alpha[i] = adj.mu[i] = adj.sigma[i] = 0;
   r->nb[k] = mdn_nbar(c, &v, r->ln_V, r->u_th, ex, r->scale, grad ? &adj : NULL);
+  for (size_t h = h0; h < h1; h++) {
+    mdn_adjoint ah;
+    for (int i = 0; i < c->n_gauss; i++) ah.y_alpha[i] = ah.mu[i] = ah.sigma[i] = 0;
+    r->hld[h] = mdn_ln_dndlnm(c, &v, r->hu[h], 1.0, grad ? &ah : NULL);
+    if (grad && isfinite(r->hld[h]))
+      for (int i = 0; i < c->n_gauss; i++) {
+        adj.y_alpha[i] += ah.y_alpha[i];
+        adj.mu[i] += ah.mu[i];
+        adj.sigma[i] += ah.sigma[i];
+      }
+  }
   if (grad)
     mdn_backward(c, r->w, pk, r->stride, &v, &adj, r->grad_w, r->dpsi ? r->dpsi + k : NULL,
                  r->stride);
@@ -335,10 +352,11 @@ AI double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc)
   const m4 vol_ok = r->ln_V < 600 ? (m4){-1, -1, -1, -1} : (m4){0, 0, 0, 0};
   double *acc = r->acc; /* [Q][P + 1] lanes of 4: coefficient sums, then the bias sum */
   if (r->grad_w) memset(acc, 0, (size_t)Q * (P + 1) * 4 * sizeof *acc);
+  size_t h = 0; /* the next halo */
   for (ptrdiff_t k = 0; k < n4; k += 4) {
     const v4 ex = r->ln_extra ? ld4(r->ln_extra + k) : zero;
-    v4 al[MDN_MAX_G], siga[MDN_MAX_G], sigm[MDN_MAX_G], sg[MDN_MAX_G], sigs[MDN_MAX_G];
-    v4 x[MDN_MAX_G], ec[MDN_MAX_G], mu_prev = zero, sum = zero;
+    v4 al[MDN_MAX_G], ya[MDN_MAX_G], siga[MDN_MAX_G], sigm[MDN_MAX_G], sg[MDN_MAX_G];
+    v4 sigs[MDN_MAX_G], mu[MDN_MAX_G], x[MDN_MAX_G], ec[MDN_MAX_G], sum = zero;
     m4 fast = (ex > bc4(-600.0)) & (ex < bc4(600.0)) & vol_ok;
     for (int i = 0; i < G; i++) {
       v4 da = zero, dm = zero, ds = zero;
@@ -348,26 +366,55 @@ AI double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc)
         dm += coef[1][i * P + p] * xp;
         ds += coef[2][i * P + p] * xp;
       }
-      al[i] = softplus4(da + bias[0][i] + lnA0, &siga[i], vexp, vlog);
+      ya[i] = da + bias[0][i] + lnA0;
+      al[i] = softplus4(ya[i], &siga[i], vexp, vlog);
       const v4 ym = dm + bias[1][i];
-      const v4 mu = i == 0 ? ym + lnM0 : mu_prev + softplus4(ym, &sigm[i], vexp, vlog);
-      mu_prev = mu;
+      mu[i] = i == 0 ? ym + lnM0 : mu[i - 1] + softplus4(ym, &sigm[i], vexp, vlog);
       sg[i] = smin + softplus4(ds + bias[2][i] + s_off, &sigs[i], vexp, vlog);
-      x[i] = (uth - mu) / (MDN_SQRT2 * sg[i]);
+      x[i] = (uth - mu[i]) / (MDN_SQRT2 * sg[i]);
       ec[i] = lane(verfc, x[i]);
       sum += al[i] * ec[i];
       fast &= (al[i] > bc4(1e-250)) & (al[i] < bc4(1e250)) & (x[i] < bc4(25.0)) & (x[i] == x[i]);
     }
     const v4 C = r->ln_extra ? lane(vexp, r->ln_V + ex) : C0;
     st4(r->nb + k, and4(fast, 0.5 * C * sum));
+    /* adjoints with respect to y_alpha, mu and sigma: the count's, then the halos' */
+    v4 dya[MDN_MAX_G], dmu[MDN_MAX_G], dsg[MDN_MAX_G];
+    if (grad)
+      for (int i = 0; i < G; i++) {
+        const v4 e = C * al[i] * lane(vexp, -x[i] * x[i] - LN_SQRT_PI);
+        dya[i] = and4(fast, sc * 0.5 * C * ec[i] * siga[i]);
+        dmu[i] = and4(fast, sc * e / (MDN_SQRT2 * sg[i]));
+        dsg[i] = and4(fast, sc * e * x[i] / sg[i]);
+      }
+    const size_t hb = h;
+    for (; h < r->nh && (ptrdiff_t)(r->hk[h] - r->hbase) < k + 4; h++) {
+      const int l = (int)((ptrdiff_t)(r->hk[h] - r->hbase) - k);
+      if (!fast[l]) continue;
+      mdn_voxel v;
+      for (int i = 0; i < G; i++) {
+        v.y_alpha[i] = ya[i][l], v.alpha[i] = al[i][l], v.sig_alpha[i] = siga[i][l];
+        v.ln_alpha[i] = log(v.alpha[i]); /* alpha > 1e-250 on this path */
+        v.mu[i] = mu[i][l], v.sigma[i] = sg[i][l];
+      }
+      mdn_adjoint ah;
+      for (int i = 0; i < G; i++) ah.y_alpha[i] = ah.mu[i] = ah.sigma[i] = 0;
+      r->hld[h] = mdn_ln_dndlnm(c, &v, r->hu[h], 1.0, grad ? &ah : NULL);
+      if (grad && isfinite(r->hld[h]))
+        for (int i = 0; i < G; i++) {
+          dya[i][l] += ah.y_alpha[i];
+          dmu[i][l] += ah.mu[i];
+          dsg[i][l] += ah.sigma[i];
+        }
+    }
     if (grad) {
+      /* through the softplus and the mean chain: d/dy of every head output */
       v4 d[3 * MDN_MAX_G], S = zero;
       for (int i = G - 1; i >= 0; i--) {
-        const v4 e = C * al[i] * lane(vexp, -x[i] * x[i] - LN_SQRT_PI);
-        d[i] = and4(fast, sc * 0.5 * C * ec[i] * siga[i]);
-        S += and4(fast, sc * e / (MDN_SQRT2 * sg[i]));
+        S += dmu[i];
+        d[i] = dya[i];
         d[G + i] = i == 0 ? S : and4(fast, S * sigm[i]);
-        d[2 * G + i] = and4(fast, sc * e * x[i] / sg[i] * sigs[i]);
+        d[2 * G + i] = and4(fast, dsg[i] * sigs[i]);
       }
       if (r->grad_w)
         for (int q = 0; q < Q; q++) {
@@ -384,10 +431,20 @@ AI double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc)
           st4(dp, s);
         }
     }
-    for (int l = 0; l < 4; l++)
-      if (!fast[l]) voxel_one(r, k + l, ex[l]);
+    for (int l = 0; l < 4; l++) {
+      if (fast[l]) continue;
+      size_t h0 = hb;
+      while (h0 < h && (ptrdiff_t)(r->hk[h0] - r->hbase) < k + l) h0++;
+      size_t h1 = h0;
+      while (h1 < h && (ptrdiff_t)(r->hk[h1] - r->hbase) == k + l) h1++;
+      voxel_one(r, k + l, ex[l], h0, h1);
+    }
   }
-  for (ptrdiff_t k = n4; k < n; k++) voxel_one(r, k, r->ln_extra ? r->ln_extra[k] : 0.0);
+  for (ptrdiff_t k = n4; k < n; k++) {
+    const size_t h0 = h;
+    while (h < r->nh && (ptrdiff_t)(r->hk[h] - r->hbase) == k) h++;
+    voxel_one(r, k, r->ln_extra ? r->ln_extra[k] : 0.0, h0, h);
+  }
   if (r->grad_w)
     for (int q = 0; q < Q; q++) {
       const double *aq = acc + (size_t)q * (P + 1) * 4;
@@ -415,14 +472,23 @@ size_t mdn_row_workspace(const mdn_config *c, ptrdiff_t n) {
   return (size_t)12 * c->n_gauss * ((size_t)c->n_features + 1);
 }
 
-double mdn_nbar_row(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
-                    ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
-                    double *grad_w, double *dpsi, double *nb, double *ws) {
-  const row_args r = {c, w, psi, ln_extra, stride, n, ln_V, u_th, scale, grad_w, dpsi, nb, ws};
+double mdn_row(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+               ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
+               size_t nh, const size_t *hk, size_t hbase, const double *hu, double *hld,
+               double *grad_w, double *dpsi, double *nb, double *ws) {
+  const row_args r = {c,  w,     psi, ln_extra, stride, n,      ln_V, u_th, scale,
+                      nh, hbase, hk,  hu,       hld,    grad_w, dpsi, nb,   ws};
 #ifdef CERBERUS_HAVE_MVEC
   if (vmath_vector()) return row_avx2(&r);
 #endif
   return row_c(&r);
+}
+
+double mdn_nbar_row(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                    ptrdiff_t n, double ln_V, double u_th, const double *ln_extra, double scale,
+                    double *grad_w, double *dpsi, double *nb, double *ws) {
+  return mdn_row(c, w, psi, stride, n, ln_V, u_th, ln_extra, scale, 0, NULL, 0, NULL, NULL, grad_w,
+                 dpsi, nb, ws);
 }
 
 void mdn_backward(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
