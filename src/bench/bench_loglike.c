@@ -7,7 +7,8 @@
  * and R of ln L with d lnL / d w and d lnL / d delta (after one untimed call of each), and
  * prints
  *   bench,n_grid,ranks,repeat,fwd_s,fwd_grad_s,grad_over_fwd,exchange_wait_share,
- *   bytes_per_voxel,ghost_ours_s,ghost_dmda_s,cpu_fwd_s,cpu_fwd_grad_s
+ *   bytes_per_voxel,ghost_ours_s,ghost_dmda_s,cpu_fwd_s,cpu_fwd_grad_s,ns_voxel_fwd,
+ *   ns_voxel_fwd_grad,floor_ns_fwd,floor_ns_fwd_grad,floor_share,cpu_floor_share,lnL
  * exchange_wait_share is the time spent in the exchange's waits (forward and reverse, max
  * over ranks) over the time of the forward + gradient runs; bytes_per_voxel the engine,
  * likelihood, field and gradient arrays over the local voxels (max over ranks). The last two
@@ -16,12 +17,25 @@
  * (periodic, box stencil), each averaged over 20 updates. cpu_* are the main thread's CPU
  * seconds per evaluation (max over ranks): on a shared, oversubscribed machine they show the
  * work per rank when wall times only show the share of the cores a run was given (MPI's
- * polling while waiting counts as CPU time). Collective. */
+ * polling while waiting counts as CPU time).
+ *
+ * ns_voxel_* are the wall times in core nanoseconds a voxel (time x ranks / N^3), floor_ns_*
+ * the least any code could take on this core (the floor analysis at the top of mdn.c): the
+ * transcendental functions a voxel needs at least (counted from the architecture: the log of
+ * x0, the softplus of every activation and head output, the erfc, the e^-x^2 of the
+ * reverse pass, the halos' logs and log-sum-exp), each costed at the rate of libmvec's
+ * four-lane exp, log and erfc measured here on a vector in L1 (the fastest of 50 sweeps), or
+ * the bytes a voxel must move (delta in, d lnL / d delta out) at the STREAM triad rate
+ * measured here over the rank's voxels, whichever is larger. floor_share = floor_ns_fwd_grad
+ * / ns_voxel_fwd_grad, cpu_floor_share the same from cpu_fwd_grad_s (what a loaded machine
+ * left the run aside). lnL is the value (for comparing with scripts/bench_loglike_torch.py).
+ * Collective. */
 #include "cerberus/bench.h"
 #include "cerberus/exchange.h"
 #include "cerberus/field.h"
 #include "cerberus/likelihood.h"
 #include "cerberus/status.h"
+#include "cerberus/vmath.h"
 #include "cerberus/weights.h"
 
 #include <math.h>
@@ -48,6 +62,67 @@ static double hash01(unsigned long a, unsigned long b) {
   x *= 0xBF58476D1CE4E5B9ULL;
   x ^= x >> 27;
   return (double)(x >> 11) / 9007199254740992.0;
+}
+
+/* ns a value of exp, log, erfc through vmath (the fastest of 50 sweeps of 4096 values). */
+static void vmath_rates(double ns[3]) {
+  enum { M = 4096 };
+  static double x[M], y[M];
+  for (int i = 0; i < M; i++) x[i] = 0.25 + 2.5 * (double)i / M;
+  for (int f = 0; f < 3; f++) {
+    ns[f] = INFINITY;
+    for (int r = 0; r < 50; r++) {
+      struct timespec t0, t1;
+      clock_gettime(CLOCK_MONOTONIC, &t0);
+      if (f == 0) vmath_exp(M, x, y);
+      if (f == 1) vmath_log(M, x, y);
+      if (f == 2) vmath_erfc(M, x, y);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      double t = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+      if (t / M < ns[f]) ns[f] = t / M;
+    }
+  }
+}
+
+/* Bytes a second of the triad a = b + q c over nv doubles (the fastest of 10; 24 bytes each). */
+static double triad_rate(size_t nv, double *a, double *b, double *c) {
+  for (size_t i = 0; i < nv; i++) b[i] = 1.0 + 1e-3 * (double)(i % 7), c[i] = 0.5;
+  double best = INFINITY;
+  for (int r = 0; r < 10; r++) {
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (size_t i = 0; i < nv; i++) a[i] = b[i] + 0.75 * c[i];
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double t = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (t < best) best = t;
+  }
+  return 24.0 * (double)nv / best;
+}
+
+/* The floor in ns a voxel (see the top of mdn.c), forward alone and with both gradients. */
+static void floor_ns(const weights_arch *a, double halos_per_voxel, const double ns[3],
+                     double bytes_per_s, double *fwd, double *both) {
+  const int G = a->mdn.n_gauss;
+  double e = 0, l = 1, erfc = G, eg = G; /* x0's log; the erfc; the reverse pass's e^-x^2 */
+  if (a->model == WEIGHTS_NPE) {
+    for (int k = 0; k < a->npe.n_layers; k++)
+      if (a->npe.layer[k].activation == NPE_SOFTPLUS) {
+        e += npe_layer_out_channels(&a->npe, k);
+        l += npe_layer_out_channels(&a->npe, k);
+      }
+    e += 3 * G - 1; /* softplus of alpha_i, of the mean steps i >= 2, of sigma_i */
+    l += 3 * G - 1;
+  } else {
+    e += 1; /* e^(beta x0); the head is the same in every voxel */
+  }
+  /* a halo: ln alpha_i and ln sigma_i, the log-sum-exp (G exp, one log); reverse G exp */
+  e += halos_per_voxel * G;
+  l += halos_per_voxel * (2 * G + 1);
+  eg += halos_per_voxel * G;
+  const double cf = e * ns[0] + l * ns[1] + erfc * ns[2], cb = cf + eg * ns[0];
+  const double mf = 8.0 / bytes_per_s * 1e9, mb = 16.0 / bytes_per_s * 1e9;
+  *fwd = cf > mf ? cf : mf;
+  *both = cb > mb ? cb : mb;
 }
 
 /* One ghost update by DMDA with the slab ownership (x fastest = our k; z = our i). */
@@ -160,15 +235,33 @@ int bench_loglike(MPI_Comm comm, options *o) {
     bpv = bytes / (double)(nv ? nv : 1);
     MPI_Allreduce(MPI_IN_PLACE, &bpv, 1, MPI_DOUBLE, MPI_MAX, comm);
   }
+  double rates[3] = {0}, bw = 0, ffwd = 0, fboth = 0;
+  if (!st) {
+    vmath_rates(rates);
+    MPI_Allreduce(MPI_IN_PLACE, rates, 3, MPI_DOUBLE, MPI_MIN, comm);
+    double *tmp = field_alloc_real(f);
+    if (!tmp) st = CB_ERROR(CB_ERR_MEM, "out of memory for bench loglike at %ld^3", n);
+    if (!st) bw = triad_rate(nv, tmp, delta, gd); /* delta and gd are not needed any more */
+    if (tmp) fftw_free(tmp);
+    MPI_Allreduce(MPI_IN_PLACE, &bw, 1, MPI_DOUBLE, MPI_MAX, comm);
+    floor_ns(&a, (double)likelihood_n_halos(lk) / ((double)n * n * n), rates, bw, &ffwd, &fboth);
+  }
   if (!st) st = ours_time(f, g, 20, &t_ours);
   if (!st) st = dmda_time(f, g, 20, &t_dmda);
   if (!st) {
-    char row[512];
-    snprintf(row, sizeof row, "loglike,%ld,%d,%ld,%.5g,%.5g,%.3f,%.4f,%.0f,%.4g,%.4g,%.5g,%.5g", n,
-             f->size, repeat, fwd, both, both / fwd, share, bpv, t_ours, t_dmda, cf, cb);
+    char row[640];
+    const double nvox = (double)n * n * n, nsf = fwd * f->size / nvox * 1e9,
+                 nsb = both * f->size / nvox * 1e9;
+    snprintf(row, sizeof row,
+             "loglike,%ld,%d,%ld,%.5g,%.5g,%.3f,%.4f,%.0f,%.4g,%.4g,%.5g,%.5g,%.4g,%.4g,%.4g,%.4g,"
+             "%.3f,%.3f,%.17g",
+             n, f->size, repeat, fwd, both, both / fwd, share, bpv, t_ours, t_dmda, cf, cb, nsf,
+             nsb, ffwd, fboth, fboth / nsb, fboth / (cb * f->size / nvox * 1e9), L1);
     bench_print_csv(comm,
                     "bench,n_grid,ranks,repeat,fwd_s,fwd_grad_s,grad_over_fwd,exchange_wait_share,"
-                    "bytes_per_voxel,ghost_ours_s,ghost_dmda_s,cpu_fwd_s,cpu_fwd_grad_s",
+                    "bytes_per_voxel,ghost_ours_s,ghost_dmda_s,cpu_fwd_s,cpu_fwd_grad_s,"
+                    "ns_voxel_fwd,ns_voxel_fwd_grad,floor_ns_fwd,floor_ns_fwd_grad,floor_share,"
+                    "cpu_floor_share,lnL",
                     row);
   }
   free(pos);
