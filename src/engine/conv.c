@@ -23,6 +23,7 @@
 #include "cerberus/conv.h"
 
 #include "cerberus/status.h"
+#include "cerberus/vmath.h"
 
 #include <gsl/gsl_sf_legendre.h>
 #include <math.h>
@@ -209,7 +210,20 @@ static inline void row_dots(ptrdiff_t n, int g, const double *restrict a,
                             const double *restrict src, double *acc) {
   double s[5][4] = {{0}};
   ptrdiff_t k = 0;
-  if (n > 2 * g + 4) {
+  if (g == 1 && n > 6) { /* the three taps of a 3^3 kernel row in registers */
+    for (int d = -1; d <= 1; d++) acc[d + 1] += a[0] * src[(d + n) % n];
+    v4 s0 = bc4(0.0), s1 = s0, s2 = s0;
+    const ptrdiff_t k4 = 1 + (n - 2) / 4 * 4;
+    for (k = 1; k < k4; k += 4) {
+      const v4 a4 = ld4(a + k);
+      s0 += a4 * ld4(src + k - 1);
+      s1 += a4 * ld4(src + k);
+      s2 += a4 * ld4(src + k + 1);
+    }
+    acc[0] += hsum4(s0);
+    acc[1] += hsum4(s1);
+    acc[2] += hsum4(s2);
+  } else if (n > 2 * g + 4) {
     for (; k < g; k++)
       for (int d = -g; d <= g; d++) acc[d + g] += a[k] * src[(k + d + n) % n];
     const ptrdiff_t k4 = g + (n - 2 * g) / 4 * 4;

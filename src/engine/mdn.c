@@ -247,51 +247,6 @@ double mdn_nbar(const mdn_config *c, const mdn_voxel *v, double ln_V, double u_t
  * which one runs is vmath_vector(). A voxel whose numbers leave the direct formula's range
  * (the checks of mdn_nbar), and the last n % 4 voxels of a row, go through mdn_forward,
  * mdn_nbar and mdn_backward one by one: the path of a voxel depends on its row alone. */
-#pragma GCC diagnostic ignored "-Wpsabi" /* v4 values only pass between always-inline helpers */
-
-typedef double v4 __attribute__((vector_size(32)));
-typedef long long m4 __attribute__((vector_size(32)));
-typedef void (*lane_fn)(const double *, double *);
-#define AI static inline __attribute__((always_inline))
-
-AI v4 ld4(const double *p) {
-  v4 v;
-  memcpy(&v, p, sizeof v);
-  return v;
-}
-AI void st4(double *p, v4 v) {
-  memcpy(p, &v, sizeof v);
-}
-AI v4 bc4(double x) {
-  return (v4){x, x, x, x};
-}
-AI v4 sel4(m4 m, v4 a, v4 b) {
-  return (v4)(((m4)a & m) | ((m4)b & ~m));
-}
-AI v4 and4(m4 m, v4 a) {
-  return (v4)((m4)a & m);
-}
-AI v4 lane(lane_fn f, v4 x) {
-  double a[4], b[4];
-  memcpy(a, &x, sizeof a);
-  f(a, b);
-  v4 y;
-  memcpy(&y, b, sizeof y);
-  return y;
-}
-AI double hsum4(v4 a) {
-  return (a[0] + a[1]) + (a[2] + a[3]);
-}
-
-/* softplus(z) and sigmoid(z) from t = e^-|z| and ln(1 + t), as softplus_sig. */
-AI v4 softplus4(v4 z, v4 *sig, lane_fn vexp, lane_fn vlog) {
-  const v4 zero = bc4(0.0), one = bc4(1.0);
-  v4 t = lane(vexp, (v4)((m4)z | (m4)bc4(-0.0))); /* -|z| */
-  v4 u = one + t, lg = lane(vlog, u);
-  *sig = sel4(z >= zero, one / u, t / u);
-  return sel4(z > zero, z, zero) + sel4(u == one, t, lg * t / (u - one));
-}
-
 typedef struct row_args {
   const mdn_config *c;
   const double *w, *psi, *ln_extra;
@@ -336,7 +291,7 @@ static void voxel_one(const row_args *r, ptrdiff_t k, double ex, size_t h0, size
                  r->stride);
 }
 
-AI double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc) {
+VMATH_INLINE double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane_fn verfc) {
   const mdn_config *c = r->c;
   const int G = c->n_gauss, P = c->n_features, Q = 3 * G;
   const size_t GP = (size_t)G * P;

@@ -5,8 +5,6 @@
  * per value, as the scalar helpers of the head do. */
 #include "cerberus/vmath.h"
 
-#include <string.h>
-
 static int use_vec = -1; /* -1: not yet decided */
 
 static bool cpu_vec(void) {
@@ -59,19 +57,35 @@ void vmath_erfc(ptrdiff_t n, const double *x, double *y) {
   map(2, n, x, y);
 }
 
-/* Blocks of B values on the stack: t = exp(-|z|), lg = log(1 + t), then the formula. */
+/* Four at a time in vector types (one body, compiled plainly and for AVX2), the rest one by one. */
+VMATH_INLINE void softplus_body(ptrdiff_t n4, const double *z, double *sp, double *sig,
+                                lane_fn vexp, lane_fn vlog) {
+  for (ptrdiff_t k = 0; k < n4; k += 4) {
+    v4 s;
+    const v4 y = softplus4(ld4(z + k), &s, vexp, vlog);
+    st4(sp + k, y);
+    if (sig) st4(sig + k, s);
+  }
+}
+static void softplus_c(ptrdiff_t n4, const double *z, double *sp, double *sig) {
+  softplus_body(n4, z, sp, sig, vmath4_exp_c, vmath4_log_c);
+}
+#ifdef CERBERUS_HAVE_MVEC
+VMATH_AVX2 static void softplus_avx2(ptrdiff_t n4, const double *z, double *sp, double *sig) {
+  softplus_body(n4, z, sp, sig, vmath4_exp_avx2, vmath4_log_avx2);
+}
+#endif
+
 void vmath_softplus(ptrdiff_t n, const double *z, double *sp, double *sig) {
-  enum { B = 256 };
-  double t[B], u[B];
-  for (ptrdiff_t k0 = 0; k0 < n; k0 += B) {
-    const ptrdiff_t m = n - k0 < B ? n - k0 : B;
-    for (ptrdiff_t k = 0; k < m; k++) t[k] = -fabs(z[k0 + k]);
-    map(0, m, t, t);
-    for (ptrdiff_t k = 0; k < m; k++) u[k] = 1.0 + t[k];
-    map(1, m, u, u);
-    for (ptrdiff_t k = 0; k < m; k++) {
-      const double zk = z[k0 + k];
-      sp[k0 + k] = vmath_softplus_t(zk, t[k], u[k], sig ? &sig[k0 + k] : NULL);
-    }
+  const ptrdiff_t n4 = n - n % 4;
+#ifdef CERBERUS_HAVE_MVEC
+  if (vmath_vector())
+    softplus_avx2(n4, z, sp, sig);
+  else
+#endif
+    softplus_c(n4, z, sp, sig);
+  for (ptrdiff_t k = n4; k < n; k++) {
+    const double zk = z[k], t = exp(-fabs(zk));
+    sp[k] = vmath_softplus_t(zk, t, log(1.0 + t), sig ? &sig[k] : NULL);
   }
 }
