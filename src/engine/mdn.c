@@ -10,7 +10,41 @@
  * error function for large x). The reverse pass takes adjoints with respect to
  * (y_alpha, mu, sigma) and returns those of the weights and features: derivatives are
  * formed as exponentials of sums of logs, so that huge alpha times a vanishing erfc never
- * gives inf * 0. */
+ * gives inf * 0. mdn_row evaluates a whole row of voxels (and the halos in it) in one fused
+ * pass, four voxels at a time (see "The row kernel" below).
+ *
+ * The floor (issue 15): what ln L and its two gradients cost at least, per voxel, for the
+ * paper's model (one 3^3 softplus layer, G = 2, P = 1, N^3 / 20 halos).
+ *   Transcendental evaluations a voxel needs, forward:
+ *     ln(1 + delta + eps)                                    1 log
+ *     the activation softplus(z)                             1 exp + 1 log
+ *     softplus of y_alpha_1, y_alpha_2, y_mu_2, y_sigma_1, y_sigma_2
+ *                                                            5 exp + 5 log
+ *       (each: t = e^-|y|, ln(1 + t); the sigmoid, its derivative, is t / (1 + t) or
+ *       1 / (1 + t) from the same t: no further call; mu_1 is linear)
+ *     Nbar = V sum_i alpha_i / 2 erfc(x_i), directly      2 erfc
+ *       (ln erfc, through the scaled erfcx of gsl_sf_log_erfc, and the log-sum-exp are only
+ *       needed where the direct sum under- or overflows: x >= 25, alpha or V e^extra out of
+ *       range; those voxels are rare and take the per-voxel path)
+ *     a halo (1/20 per voxel): ln alpha_i, ln sigma_i (4 log), the log-sum-exp (2 exp, 1 log)
+ *                                                            0.1 exp + 0.25 log
+ *   reverse:
+ *     d erfc(x_i) / dx_i = -2 / sqrt(pi) e^-x_i^2         2 exp
+ *     the softplus derivatives (head and activation): the sigmoids kept from the forward
+ *     pass, 0; d x0 / d delta = 1 / (1 + delta + eps), a division, 0
+ *     a halo's responsibilities e^(lc_i - lse)               0.1 exp
+ *   In all: forward 6.1 exp + 7.25 log + 2 erfc, with both gradients 8.2 exp + 7.25 log + 2 erfc.
+ * Bytes that must cross memory: delta in (8) and the halos (16 / 20), d lnL / d delta out (8):
+ * 17 bytes a voxel; everything else (x0, z, psi and their adjoints) can stay in cache.
+ * Measured rates on this machine (AMD EPYC, AVX2; one core; 2026-12-07): libmvec's four-lane
+ * exp 0.72 ns a value, log 1.01 ns, erfc 1.37 ns (a loop over 4096 values in L1); the STREAM
+ * triad (`cerberus bench memory`) 76 GB/s at 64^3 (in cache), 56 GB/s at 128^3, 19 GB/s at
+ * 256^3 (DRAM). So the transcendentals take 6.1 x 0.72 + 7.25 x 1.01 + 2 x 1.37 = 14.5 ns a
+ * voxel forward and 16.0 ns with both gradients, the bytes 0.9 ns even from DRAM: the floor is
+ * the arithmetic, about 16 ns a voxel (4.2 ms at 64^3 on one core). `cerberus bench loglike`
+ * measures the same rates when it runs, computes this floor for the architecture given, and
+ * prints the share of it reached. The code takes one exp more than the floor (1 / (1 + delta
+ * + eps) as e^-x0) and keeps x0, act'(z), psi and their adjoints as arrays (in cache at 64^3). */
 #include "cerberus/mdn.h"
 
 #include "cerberus/status.h"
