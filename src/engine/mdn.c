@@ -345,7 +345,7 @@ VMATH_INLINE double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane
   for (ptrdiff_t k = 0; k < n4; k += 4) {
     const v4 ex = r->ln_extra ? ld4(r->ln_extra + k) : zero;
     v4 al[MDN_MAX_G], ya[MDN_MAX_G], siga[MDN_MAX_G], sigm[MDN_MAX_G], sg[MDN_MAX_G];
-    v4 sigs[MDN_MAX_G], mu[MDN_MAX_G], x[MDN_MAX_G], ec[MDN_MAX_G], sum = zero;
+    v4 sigs[MDN_MAX_G], mu[MDN_MAX_G], x[MDN_MAX_G], ec[MDN_MAX_G], rs[MDN_MAX_G], sum = zero;
     m4 fast = (ex > bc4(-600.0)) & (ex < bc4(600.0)) & vol_ok;
     for (int i = 0; i < G; i++) {
       v4 da = zero, dm = zero, ds = zero;
@@ -360,7 +360,8 @@ VMATH_INLINE double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane
       const v4 ym = dm + bias[1][i];
       mu[i] = i == 0 ? ym + lnM0 : mu[i - 1] + softplus4(ym, &sigm[i], vexp, vlog);
       sg[i] = smin + softplus4(ds + bias[2][i] + s_off, &sigs[i], vexp, vlog);
-      x[i] = (uth - mu[i]) / (MDN_SQRT2 * sg[i]);
+      rs[i] = 1.0 / (MDN_SQRT2 * sg[i]); /* one division serves x and the adjoints */
+      x[i] = (uth - mu[i]) * rs[i];
       ec[i] = lane(verfc, x[i]);
       sum += al[i] * ec[i];
       fast &= (al[i] > bc4(1e-250)) & (al[i] < bc4(1e250)) & (x[i] < bc4(25.0)) & (x[i] == x[i]);
@@ -373,8 +374,8 @@ VMATH_INLINE double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane
       for (int i = 0; i < G; i++) {
         const v4 e = C * al[i] * lane(vexp, -x[i] * x[i] - LN_SQRT_PI);
         dya[i] = and4(fast, sc * 0.5 * C * ec[i] * siga[i]);
-        dmu[i] = and4(fast, sc * e / (MDN_SQRT2 * sg[i]));
-        dsg[i] = and4(fast, sc * e * x[i] / sg[i]);
+        dmu[i] = and4(fast, sc * e * rs[i]);
+        dsg[i] = and4(fast, sc * e * x[i] * (MDN_SQRT2 * rs[i]));
       }
     const size_t hb = h;
     for (; h < r->nh && (ptrdiff_t)(r->hk[h] - r->hbase) < k + 4; h++) {
