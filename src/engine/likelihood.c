@@ -415,5 +415,5 @@ npe *likelihood_engine(const likelihood *lk) {
   return lk->net;
 }
 size_t likelihood_memory(const likelihood *lk) {
-  return lk->bytes + lk->nh * (sizeof(size_t) + sizeof(double));
+  return lk->bytes + lk->nh * (sizeof(size_t) + 2 * sizeof(double));
 }
