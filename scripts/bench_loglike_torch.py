@@ -17,7 +17,10 @@ weights 0.3 (2 h - 1)), so ln L must equal the bench's lnL column to ~1e-12 rela
 
 Times R evaluations of ln L alone (under torch.no_grad) and R of ln L with both gradients, after
 one untimed call of each, on `-threads` intra-op threads, and prints one CSV row:
-  bench,n_grid,threads,repeat,fwd_s,fwd_grad_s,grad_over_fwd,lnL
+  bench,n_grid,threads,repeat,fwd_s,fwd_grad_s,grad_over_fwd,lnL,cpu_fwd_s,cpu_fwd_grad_s
+(cpu_*: the process's CPU seconds per evaluation, all threads: on a shared, oversubscribed
+machine they show the work when wall times only show the share of the cores the run was given,
+as bench loglike's cpu_* columns do)
 Uses /usr/bin/python3 with Debian's python3-torch and python3-numpy.
 """
 import math
@@ -111,16 +114,17 @@ def main(argv):
 
     value = fwd()
     both()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(reps):
         fwd()
-    tf = (time.perf_counter() - t0) / reps
-    t0 = time.perf_counter()
+    tf, cf = (time.perf_counter() - t0) / reps, (time.process_time() - c0) / reps
+    t0, c0 = time.perf_counter(), time.process_time()
     for _ in range(reps):
         both()
-    tb = (time.perf_counter() - t0) / reps
-    print("bench,n_grid,threads,repeat,fwd_s,fwd_grad_s,grad_over_fwd,lnL")
-    print(f"torch,{n},{opts['-threads']},{reps},{tf:.5g},{tb:.5g},{tb / tf:.3f},{value:.17g}")
+    tb, cb = (time.perf_counter() - t0) / reps, (time.process_time() - c0) / reps
+    print("bench,n_grid,threads,repeat,fwd_s,fwd_grad_s,grad_over_fwd,lnL,cpu_fwd_s,cpu_fwd_grad_s")
+    print(f"torch,{n},{opts['-threads']},{reps},{tf:.5g},{tb:.5g},{tb / tf:.3f},{value:.17g},"
+          f"{cf:.5g},{cb:.5g}")
 
 
 if __name__ == "__main__":
