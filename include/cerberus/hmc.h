@@ -110,6 +110,9 @@ typedef struct hmc_config {
                                   rejection */
   double mams_l_factor;        /* 0.4 */
   bool mams_tune_l;            /* tune L from the ESS of the last warm-up window (true) */
+  int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
+                                  n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
+                                  truncated target rejects trajectories whatever eps) */
   unsigned long seed;          /* seed of the root's RNG (gsl_rng_mt19937) (1) */
 } hmc_config;
 
