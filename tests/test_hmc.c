@@ -544,10 +544,72 @@ static void test_bad_config(MPI_Comm comm) {
   gauss_free(&g);
 }
 
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Not a test: with CERBERUS_HMC_COMPARE=K, K seeds of every variant on the 50-D targets (axes and
+ * rotated, condition number 1e4), printing ESS per 1000 sampling gradients (the smallest bulk
+ * ESS over the coordinates, and the bulk ESS of ln p): median and range over the seeds. */
+static void compare_variants(int K) {
+  MPI_Comm self = MPI_COMM_SELF;
+  for (int rot = 0; rot < 2; rot++) {
+    gauss g;
+    gauss_init(&g, self, 50, 1e-2, 1e2, rot, rot ? 11 : 7);
+    double *q0 = calloc(50, sizeof(double));
+    printf("50-D Gaussian, condition number 1e4, %s; warm-up 1000, 2000 draws, %d seeds\n",
+           rot ? "rotated" : "along the axes", K);
+    printf("%-16s %26s %26s %8s\n", "variant", "min-coord ESS/1000 grad", "lp ESS/1000 grad",
+           "grad/it");
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+      double *ex = calloc((size_t)K, sizeof(double)), *el = calloc((size_t)K, sizeof(double));
+      double gpi = 0;
+      for (int k = 0; k < K; k++) {
+        hmc_config c;
+        config_of(&variants[v], &c, 1000 + 17 * (unsigned long)k + v);
+        c.n_warmup = 1000;
+        c.n_steps = 16;
+        const long n = 2000;
+        hmc *h = NULL;
+        if (hmc_create(self, 50, &c, gauss_logp, &g, q0, &h) != CB_OK) break;
+        for (long i = 0; i < c.n_warmup; i++) hmc_step(h, NULL);
+        long g0 = hmc_n_grad(h);
+        double *x = malloc(51 * (size_t)n * sizeof *x);
+        for (long i = 0; i < n; i++) {
+          hmc_step(h, NULL);
+          for (size_t j = 0; j < 50; j++) x[j * (size_t)n + (size_t)i] = hmc_position(h)[j];
+          x[50 * (size_t)n + (size_t)i] = hmc_lp(h);
+        }
+        double ng = (double)(hmc_n_grad(h) - g0), e = INFINITY;
+        for (size_t j = 0; j < 50; j++)
+          e = fmin(e, diagnose_ess_bulk(1, (size_t)n, x + j * (size_t)n));
+        ex[k] = 1000 * e / ng;
+        el[k] = 1000 * diagnose_ess_bulk(1, (size_t)n, x + 50 * (size_t)n) / ng;
+        gpi += ng / (double)n / K;
+        free(x);
+        hmc_destroy(&h);
+      }
+      qsort(ex, (size_t)K, sizeof *ex, cmp_dbl);
+      qsort(el, (size_t)K, sizeof *el, cmp_dbl);
+      printf("%-16s %8.2f [%7.2f, %7.2f] %8.2f [%7.2f, %7.2f] %8.1f\n", variants[v].name, ex[K / 2],
+             ex[0], ex[K - 1], el[K / 2], el[0], el[K - 1], gpi);
+      free(ex), free(el);
+    }
+    free(q0);
+    gauss_free(&g);
+  }
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
   verbose = getenv("CERBERUS_TEST_VERBOSE") != NULL;
+  if (getenv("CERBERUS_HMC_COMPARE") && testing_rank() == 0) {
+    compare_variants(atoi(getenv("CERBERUS_HMC_COMPARE")) > 0 ? atoi(getenv("CERBERUS_HMC_COMPARE"))
+                                                              : 5);
+    return testing_finish();
+  }
   if (testing_size() == 1) {
     test_statistics();
     test_truncated();

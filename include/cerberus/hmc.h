@@ -125,7 +125,8 @@ typedef struct hmc_step_info {
   bool accepted;       /* the proposal was accepted */
   double accept_prob;  /* min(1, exp(-dH)), 0 for a diverging trajectory */
   double lp;           /* ln p at the chain's position after the step */
-  double energy;       /* Hamiltonian -lp + K at the chain's state after the step */
+  double energy;       /* Hamiltonian -lp + K at the chain's state after the step (the start's
+                          K when rejected); MAMS: -lp (its kinetic energy is only a change) */
   double energy_error; /* H(proposal) - H(start); +inf for a diverging trajectory */
   double step_size;    /* eps of this trajectory (after jitter) */
   int n_steps;         /* integration steps taken (fewer than drawn if it stopped) */

@@ -786,7 +786,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     dec.accept_prob = stop ? 0 : fmin(1.0, exp(-(H1 - H0)));
     if (!isfinite(dec.accept_prob)) dec.accept_prob = 0;
     dec.accepted = !stop && log(U) < -(H1 - H0);
-    dec.energy = dec.accepted ? H1 : H0;
+    dec.energy = mams ? (dec.accepted ? -lp1 : -h->s.lp) : (dec.accepted ? H1 : H0);
   }
   CB_CALL(bcast(h, &dec, sizeof dec / sizeof(double), MPI_DOUBLE));
   bool acc = dec.accepted != 0;
