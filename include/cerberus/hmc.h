@@ -175,7 +175,8 @@ const hmc_config *hmc_get_config(const hmc *h);
 
 /* Bitwise state. hmc_state_size: bytes (depends on dim and config only). hmc_state_save fills
  * buf on every rank with the same bytes (the root's RNG state is broadcast): Collective.
- * hmc_state_load: the root's buf is read and broadcast (other ranks' buf may be NULL); a buffer
+ * hmc_state_load: the root's buf is read and broadcast (other ranks' buf may be NULL), its fixed-
+ * size header first; a buffer
  * of another dimension or config (the fields that change the state's layout or dynamics) is
  * CB_ERR_INPUT naming the difference. Collective. */
 size_t hmc_state_size(const hmc *h);

@@ -934,17 +934,11 @@ int hmc_state_save(hmc *h, void *buf) {
 }
 
 int hmc_state_load(hmc *h, const void *buf) {
-  size_t n = hmc_state_size(h);
-  unsigned char *tmp = malloc(n);
-  CB_CHECK(tmp != NULL, CB_ERR_MEM, "out of memory for a sampler state of %zu bytes", n);
-  if (h->rank == 0) memcpy(tmp, buf, n);
-  int st = bcast(h, tmp, n, MPI_BYTE);
-  if (st != CB_OK) {
-    free(tmp);
-    return st;
-  }
+  /* The header first (its size is fixed), so a buffer of another layout is never read past its
+   * own end. */
   hmc_header hd, mine;
-  memcpy(&hd, tmp, sizeof hd);
+  if (h->rank == 0) memcpy(&hd, buf, sizeof hd);
+  CB_CALL(bcast(h, &hd, sizeof hd, MPI_BYTE));
   header_of(h, &mine);
   const char *what =
       hd.magic != mine.magic             ? "is not a sampler state"
@@ -955,13 +949,20 @@ int hmc_state_load(hmc *h, const void *buf) {
       : hd.size != mine.size || hd.mams_cap != mine.mams_cap || hd.rng_size != mine.rng_size
           ? "has another layout (window_term or RNG)"
           : NULL;
-  if (what) {
-    free(tmp);
+  if (what)
     return CB_ERROR(CB_ERR_INPUT, "hmc: the saved state %s (dim %llu %s %s %s, here %zu %s %s %s)",
                     what, (unsigned long long)hd.dim, hmc_algorithm_name((int)hd.algorithm),
                     hmc_integrator_name((int)hd.integrator), hmc_metric_name((int)hd.metric),
                     h->dim, hmc_algorithm_name(h->cfg.algorithm),
                     hmc_integrator_name(h->cfg.integrator), hmc_metric_name(h->cfg.metric));
+  size_t n = hmc_state_size(h);
+  unsigned char *tmp = malloc(n);
+  CB_CHECK(tmp != NULL, CB_ERR_MEM, "out of memory for a sampler state of %zu bytes", n);
+  if (h->rank == 0) memcpy(tmp, buf, n);
+  int st = bcast(h, tmp, n, MPI_BYTE);
+  if (st != CB_OK) {
+    free(tmp);
+    return st;
   }
   const unsigned char *b = tmp + sizeof hd;
   memcpy(&h->s, b, sizeof h->s);
