@@ -42,6 +42,14 @@
  * hmc_n_diverging); it is never fatal. A non-zero status returned by the target is an error
  * and is passed up.
  *
+ * Distributed mode (cfg.distributed; for the white-noise field of the joint sampler, MODEL.md
+ * section 7): each rank holds its own dim parameters (q, gradient, diagonal metric: metric unit or
+ * diag only), the target reduces ln p over comm and returns the local gradient; kinetic energy,
+ * norms and dot products are summed over comm; each rank draws the momentum of its own part from
+ * its own RNG stream (seed + 1000003 rank), the root draws the jitter and the uniform of the test
+ * and decides. The chain then depends on the number of ranks; hmc_state_save / load are per rank
+ * (a state resumes on the same number of ranks only; hmc_state_load refuses another).
+ *
  * Restarts: hmc_state_save writes everything that evolves (position, lp, grad, the RNG state,
  * the metric, Welford and dual-averaging state, BFGS matrix, MAMS tuning buffer, counters);
  * a sampler created with the same dim and config and given that buffer by hmc_state_load
@@ -113,6 +121,7 @@ typedef struct hmc_config {
   int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
                                   n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
                                   truncated target rejects trajectories whatever eps) */
+  bool distributed;            /* distributed mode (false): q split over the ranks, see above */
   unsigned long seed;          /* seed of the root's RNG (gsl_rng_mt19937) (1) */
 } hmc_config;
 
