@@ -22,7 +22,10 @@
  *
  * The root draws every random number and decides every stop and acceptance; packets broadcast
  * from it keep the ranks identical (momentum, per-evaluation continue flags, the decision, the
- * position with its ln p and gradient, and the metric when it changes).
+ * position with its ln p and gradient, and the metric when it changes). In distributed mode
+ * (each rank its own block of q) every sum over the parameters (kinetic energy, MAMS's norms and
+ * dot products, counts of non-finite values) is reduced over the ranks, each rank draws its own
+ * block of the momentum, and the root still draws the jitter and the uniform and decides.
  *
  * All evolving state lives in one struct of 8-byte scalars and one block of doubles plus the
  * RNG's state: hmc_state_save / hmc_state_load copy exactly these. */
