@@ -22,6 +22,8 @@
  * - Distributed mode (q split over the ranks, 13 coordinates in blocks): means and variances
  *   within 5 MCSE for leapfrog and MAMS; bitwise resume from per-rank states; on one rank it is
  *   the replicated chain bit for bit; a dense metric or a rank without parameters is refused.
+ * - The schedule: hmc_set_warmup(h, 0) ends warm-up (step size and metric frozen after it),
+ *   hmc_set_warmup(h, 40) adapts again for exactly 40 steps; getters and step info agree.
  * - Bad configurations: step size <= 0, unknown metric, dim 0, MAMS with BFGS, a non-finite start
  *   are CB_ERR_INPUT. */
 #include "testing.h"
@@ -629,6 +631,55 @@ static void test_distributed(MPI_Comm comm) {
   status_clear();
 }
 
+/* The warm-up schedule and the getters. */
+static void test_schedule(MPI_Comm comm) {
+  gauss g;
+  gauss_init_2d(&g, comm);
+  double q0[2] = {0.4, -0.2};
+  for (int v = 0; v < 2; v++) {
+    hmc_config c;
+    config_of(&variants[v], &c, 801);
+    c.n_warmup = 1000;
+    hmc *h = NULL;
+    TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_OK, "schedule");
+    if (!h) continue;
+    const double *m;
+    TEST_CHECK(hmc_dim(h) == 2 && hmc_inverse_metric(h, &m) == (v ? 4u : 2u),
+               "dim %zu, metric entries %zu", hmc_dim(h), hmc_inverse_metric(h, &m));
+    TEST_CHECK(hmc_get_config(h)->metric == variants[v].metric, "config copy");
+    hmc_step_info info;
+    for (int k = 0; k < 30; k++) {
+      TEST_STATUS(hmc_step(h, &info), CB_OK, "warm-up step");
+      TEST_CHECK(info.warmup && info.n_steps >= 1 && info.n_steps <= c.n_steps &&
+                     info.step_size > 0 && info.step_size <= c.step_size * 1e3,
+                 "warm-up step %d: warmup %d, n %d, eps %g", k, info.warmup, info.n_steps,
+                 info.step_size);
+    }
+    TEST_CHECK(hmc_in_warmup(h), "in warm-up after 30 of 1000 steps");
+    TEST_STATUS(hmc_set_warmup(h, 0), CB_OK, "end warm-up");
+    TEST_CHECK(!hmc_in_warmup(h), "warm-up ended");
+    double eps = hmc_step_size(h), m0 = m[0];
+    for (int k = 0; k < 20; k++) {
+      TEST_STATUS(hmc_step(h, &info), CB_OK, "sampling step");
+      TEST_CHECK(!info.warmup && info.step_size <= eps, "sampling step %d: warmup %d, eps %g", k,
+                 info.warmup, info.step_size);
+    }
+    TEST_CHECK(hmc_step_size(h) == eps && m[0] == m0, "adapted after warm-up: eps %g -> %g", eps,
+               hmc_step_size(h));
+    TEST_STATUS(hmc_set_warmup(h, 40), CB_OK, "a second warm-up");
+    for (int k = 0; k < 40; k++) TEST_STATUS(hmc_step(h, &info), CB_OK, "second warm-up");
+    TEST_CHECK(!hmc_in_warmup(h) && info.warmup, "the second warm-up lasts 40 steps");
+    TEST_CHECK(hmc_step_size(h) != eps, "the second warm-up adapted nothing");
+    TEST_CHECK(hmc_n_iterations(h) == 90 && hmc_trajectory_length(h) > 0,
+               "iterations %ld, length %g", hmc_n_iterations(h), hmc_trajectory_length(h));
+    TEST_STATUS(hmc_set_warmup(h, -3), CB_ERR_INPUT, "negative warm-up");
+    status_clear();
+    hmc_destroy(&h);
+    TEST_CHECK(h == NULL, "destroy leaves NULL");
+  }
+  gauss_free(&g);
+}
+
 static void test_bad_config(MPI_Comm comm) {
   gauss g;
   gauss_init_2d(&g, comm);
@@ -751,6 +802,7 @@ int main(int argc, char **argv) {
   test_distributed(comm);
   double t3 = MPI_Wtime();
   test_bad_config(comm);
+  test_schedule(comm);
   if (verbose && testing_rank() == 0)
     printf("ranks %.2f s, restart %.2f s, distributed %.2f s\n", t1 - t0, t2 - t1, t3 - t2);
   return testing_finish();

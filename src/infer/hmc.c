@@ -34,7 +34,6 @@
 #include "cerberus/diagnose.h"
 #include "cerberus/status.h"
 
-#include <gsl/gsl_blas.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
