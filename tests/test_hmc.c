@@ -259,7 +259,7 @@ static void test_statistics(void) {
     char what[96];
     snprintf(what, sizeof what, "50-D %s", variants[v].name);
     TEST_STATUS(run_chain(self, &g50, &c, q50, n, &r), CB_OK, what);
-    double e = check_moments(what, &g50, &r, n, 5.0, 100, false);
+    double e = check_moments(what, &g50, &r, n, 5.0, 100, true);
     if (verbose)
       printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
              r.n_grad, 1000 * e / (double)r.n_grad, (double)r.n_acc / (double)n, r.eps);
@@ -285,7 +285,7 @@ static void test_statistics(void) {
     double e = INFINITY;
     for (size_t i = 0; i < gr.d; i++)
       e = fmin(e, diagnose_ess_bulk(1, (size_t)n, r.draws + i * (size_t)n));
-    if (v == 1) check_moments(what, &gr, &r, n, 5.0, 100, false);
+    if (v == 1) check_moments(what, &gr, &r, n, 5.0, 100, true);
     epg[v] = 1000 * e / (double)r.n_grad;
     if (verbose)
       printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
