@@ -350,7 +350,7 @@ static void test_files(MPI_Comm comm) {
   int pid = (int)getpid();
   MPI_Bcast(&pid, 1, MPI_INT, 0, comm);
   snprintf(path, sizeof path, "test_imnn_%d.h5", pid);
-  TEST_STATUS(imnn_model_write(comm, path, true, m, NULL), CB_OK, "write network");
+  TEST_STATUS(imnn_model_write(comm, path, true, m, NULL, NULL, 0), CB_OK, "write network");
   imnn_model *r = NULL;
   TEST_STATUS(imnn_model_read(comm, path, 4, &r), CB_OK, "read network");
   if (r) {

@@ -126,12 +126,22 @@ typedef struct imnn_model {
 /* Allocate w, shift (0) and scale (1) for a checked architecture. Not collective. */
 int imnn_model_alloc(const imnn_arch *a, imnn_model **m);
 void imnn_model_destroy(imnn_model **m); /* accepts NULL, leaves NULL */
-/* Write (temporary name + rename) with provenance from o (may be NULL). Collective on comm. */
+/* A further dataset for a network file (training history, exact Fisher matrix, tests). */
+typedef struct imnn_extra {
+  const char *name;
+  int ndim; /* 1 or 2 */
+  size_t dims[2];
+  const double *data;
+} imnn_extra;
+/* Write (temporary name + rename) with provenance from o (may be NULL) and n_extra further
+ * datasets. Collective on comm. */
 int imnn_model_write(MPI_Comm comm, const char *path, bool overwrite, const imnn_model *m,
-                     const options *o);
+                     const options *o, const imnn_extra *extra, int n_extra);
 /* Read a network file; errors name it. With n_input > 0, refuse a network whose input size
  * differs ("network 'F' takes inputs of size 16 but the data have size 32"). Collective. */
 int imnn_model_read(MPI_Comm comm, const char *path, long n_input, imnn_model **m);
+/* The same refusal for a model already read (path names its file). Not collective. */
+int imnn_model_check_input(const imnn_model *m, const char *path, long n_input);
 
 /* A network's workspace for one simulation at a time. f: the group's field (bandpower and
  * conv; its n must be arch->n_input), NULL for identity. Collective on f->comm. */

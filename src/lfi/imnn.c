@@ -733,7 +733,7 @@ void imnn_model_destroy(imnn_model **pm) {
 }
 
 int imnn_model_write(MPI_Comm comm, const char *path, bool overwrite, const imnn_model *m,
-                     const options *o) {
+                     const options *o, const imnn_extra *extra, int n_extra) {
   const imnn_arch *a = &m->arch;
   h5file *h = NULL;
   CB_CALL(h5io_create(comm, path, overwrite, &h));
@@ -785,6 +785,8 @@ int imnn_model_write(MPI_Comm comm, const char *path, bool overwrite, const imnn
   }
   TRY(h5io_write_array(h, "/dmu_dtheta", 2, pp, m->stats.dmu));
   TRY(h5io_write_array(h, "/F", 2, pp, m->stats.F));
+  for (int i = 0; i < n_extra; i++)
+    TRY(h5io_write_array(h, extra[i].name, extra[i].ndim, extra[i].dims, extra[i].data));
 #undef TRY
   CB_CALL(h5io_commit(&h));
   return CB_OK;
@@ -811,6 +813,14 @@ static int read_exact(h5file *h, const char *name, size_t n, double *out) {
     }
   memcpy(out, v, n * sizeof(double));
   free(v);
+  return CB_OK;
+}
+
+int imnn_model_check_input(const imnn_model *m, const char *path, long n_input) {
+  const imnn_arch *a = &m->arch;
+  CB_CHECK(n_input <= 0 || a->n_input == n_input, CB_ERR_INPUT,
+           "network '%s' takes inputs of size %ld%s but the data have size %ld", path, a->n_input,
+           a->front == IMNN_FRONT_IDENTITY ? "" : " (grid side)", n_input);
   return CB_OK;
 }
 
