@@ -17,8 +17,9 @@
  * nothing: each pass re-runs the simulations (every simulation is fixed by its parameters and
  * seed), so memory stays that of one field per group.
  *
- * Each epoch: summaries of the training set, the loss and its gradient (imnn_stats_compute),
- * the reverse pass, an Adam step; the validation set's det F at the same weights. The best
+ * Each epoch, for each of n_batches batches (a share of the fiducial simulations and of the
+ * pairs): summaries, the loss and its gradient (imnn_stats_compute), the reverse pass, an Adam
+ * step; then the validation set's det F at the new weights. The best
  * weights by validation det F are kept; training stops after `patience` epochs without a
  * better one, or at max_epochs. A progress line per epoch (log_info). */
 #ifndef CERBERUS_IMNN_TRAIN_H
@@ -36,9 +37,10 @@ typedef struct imnn_train_config {
   int n_test;         /* test simulations (estimates against truth) after training */
   int max_epochs, patience, renew_every; /* renew_every 0: one training set */
   double lr;                             /* Adam's learning rate */
-  uint64_t seed;                         /* campaign seed */
-  unsigned long init_seed;               /* initial weights */
-  int block;                             /* simulations a block (0: 8) */
+  int n_batches;           /* Adam steps an epoch: the training set cut in as many batches (0: 1) */
+  uint64_t seed;           /* campaign seed */
+  unsigned long init_seed; /* initial weights */
+  int block;               /* simulations a block (0: 8) */
   imnn_reg reg;
 } imnn_train_config;
 

@@ -96,6 +96,10 @@ static int train_run(options *o, MPI_Comm comm) {
   CB_CALL(options_int(o, "-renew_every", "new training simulations every so many epochs (0: never)",
                       0, &renew));
   CB_CALL(options_real(o, "-learning_rate", "Adam's learning rate", 1e-3, &cfg.lr));
+  long nbatch = 1;
+  CB_CALL(options_int(o, "-n_batches", "Adam steps an epoch (the training set in batches)", 1,
+                      &nbatch));
+  cfg.n_batches = (int)nbatch;
   CB_CALL(options_int(o, "-group_size", "ranks per simulation group", 1, &gsize));
   CB_CALL(options_int(o, "-seed", "campaign seed of the simulations", 1, &seed));
   CB_CALL(options_int(o, "-init_seed", "seed of the initial weights", 1, &init_seed));

@@ -136,10 +136,12 @@ int imnn_arch_from_options(options *o, imnn_arch *a) {
   char spec[1024];
   CB_CALL(options_choice(o, "-front", "front end: data vector, band powers or convolutions",
                          IMNN_FRONT_CHOICES, "identity", &a->front));
-  CB_CALL(options_string(o, "-hidden", "hidden dense layers, comma-separated width:activation",
+  CB_CALL(options_string(o, "-hidden",
+                         "hidden dense layers, comma-separated width:activation (none: linear)",
                          "32:softplus,32:softplus", spec, sizeof spec, NULL));
   a->n_hidden = 0;
   char *save = NULL;
+  if (!strcmp(spec, "none")) spec[0] = '\0'; /* a linear network */
   for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
     CB_CHECK(a->n_hidden < IMNN_MAX_DENSE - 1, CB_ERR_INPUT, "-hidden: at most %d layers",
              IMNN_MAX_DENSE - 1);

@@ -19,7 +19,9 @@
 #include <string.h>
 
 typedef struct simset {
-  int n_fid, n_pairs, n; /* n = n_fid + 2 p n_pairs */
+  int n_fid, n_pairs, n; /* this view (a whole set or a batch): n = n_fid + 2 p n_pairs */
+  int N_fid, N_pairs;    /* the whole set */
+  int f0, j0;            /* the view's first fiducial simulation and first pair */
   uint64_t key0;
   double *feat; /* n x n_feat: cached features (identity, bandpower) */
   double *x;    /* n x p: summaries */
@@ -43,8 +45,9 @@ typedef struct trainer {
 } trainer;
 
 static int set_alloc(trainer *t, simset *s, int n_fid, int n_pairs, uint64_t key0) {
-  s->n_fid = n_fid;
-  s->n_pairs = n_pairs;
+  s->N_fid = s->n_fid = n_fid;
+  s->N_pairs = s->n_pairs = n_pairs;
+  s->f0 = s->j0 = 0;
   s->n = n_fid + 2 * t->p * n_pairs;
   s->key0 = key0;
   s->feat = calloc((size_t)s->n * (size_t)t->n_feat, sizeof(double));
@@ -61,18 +64,37 @@ static void set_free(simset *s) {
   memset(s, 0, sizeof *s);
 }
 
-/* Parameters and seed of simulation i of a set. */
+/* The whole set's index of simulation i of a view. */
+static int set_global(const trainer *t, const simset *s, int i) {
+  if (i < s->n_fid) return s->f0 + i;
+  int k = i - s->n_fid, side = k / (t->p * s->n_pairs), a = (k / s->n_pairs) % t->p,
+      j = k % s->n_pairs;
+  return s->N_fid + (side * t->p + a) * s->N_pairs + s->j0 + j;
+}
+
+/* Parameters and seed of simulation i of a view. */
 static void set_point(const trainer *t, const simset *s, int i, double *theta, uint64_t *seed) {
   const imnn_stats *st = &t->m->stats;
   for (int a = 0; a < t->p; a++) theta[a] = st->theta_fid[a];
-  long key = i;
+  long key = s->f0 + i;
   if (i >= s->n_fid) {
     int k = i - s->n_fid, side = k / (t->p * s->n_pairs), a = (k / s->n_pairs) % t->p,
         j = k % s->n_pairs;
     theta[a] += (side == 0 ? 0.5 : -0.5) * st->dtheta[a];
-    key = j;
+    key = s->j0 + j;
   }
   *seed = groups_task_seed(t->cfg->seed, s->key0 + (uint64_t)key);
+}
+
+/* Batch b of nb of a whole set: its share of the fiducial simulations and of the pairs. */
+static simset set_batch(const simset *s, int b, int nb, int p) {
+  simset v = *s;
+  v.f0 = (int)((long)s->N_fid * b / nb);
+  v.n_fid = (int)((long)s->N_fid * (b + 1) / nb) - v.f0;
+  v.j0 = (int)((long)s->N_pairs * b / nb);
+  v.n_pairs = (int)((long)s->N_pairs * (b + 1) / nb) - v.j0;
+  v.n = v.n_fid + 2 * p * v.n_pairs;
+  return v;
 }
 
 static int run_sim(trainer *t, const double *theta, uint64_t seed) {
@@ -87,7 +109,8 @@ static int run_sim(trainer *t, const double *theta, uint64_t seed) {
 /* Features of simulation i into out (from the cache, or by running it). */
 static int sim_features(trainer *t, simset *s, int i, const double *w, double *out) {
   if (t->cached) {
-    memcpy(out, s->feat + (size_t)i * t->n_feat, sizeof(double) * (size_t)t->n_feat);
+    memcpy(out, s->feat + (size_t)set_global(t, s, i) * t->n_feat,
+           sizeof(double) * (size_t)t->n_feat);
     return CB_OK;
   }
   double theta[IMNN_MAX_PARAMS];
@@ -277,6 +300,7 @@ static int train_run(trainer *t, imnn_train_result *res) {
   TRY(set_prepare(t, &va));
   double best = -INFINITY, t0 = log_elapsed(), n_eval = 0;
   int since = 0;
+  const int nbatch = cfg->n_batches > 0 ? cfg->n_batches : 1;
   res->best_epoch = -1;
   imnn_stats stt = m->stats, stv = m->stats;
   for (int e = 0; e < cfg->max_epochs; e++) {
@@ -284,11 +308,20 @@ static int train_run(trainer *t, imnn_train_result *res) {
       tr.key0 = (uint64_t)(e / cfg->renew_every) << 32;
       TRY(set_prepare(t, &tr));
     }
-    imnn_loss Lt, Lv;
-    TRY(set_forward(t, &tr));
-    TRY(set_stats(t, &tr, &stt, &Lt, true));
-    TRY(set_backward(t, &tr, grad));
-    TRY(set_forward(t, &va));
+    imnn_loss Lt = {0}, Lv;
+    for (int b = 0; b < nbatch; b++) { /* one Adam step a batch */
+      simset v = set_batch(&tr, b, nbatch, p);
+      imnn_loss Lb;
+      TRY(set_forward(t, &v));
+      TRY(set_stats(t, &v, &stt, &Lb, true));
+      TRY(set_backward(t, &v, grad));
+      imnn_adam_step(ad, m->w, grad);
+      Lt.loss += Lb.loss / nbatch;
+      Lt.ln_det_F += Lb.ln_det_F / nbatch;
+      Lt.reg += Lb.reg / nbatch;
+      Lt.L2 += Lb.L2 / nbatch;
+    }
+    TRY(set_forward(t, &va)); /* validation at the weights after the epoch's steps */
     double detv = 0;
     if (set_stats(t, &va, &stv, &Lv, false) == CB_OK)
       detv = exp(stv.ln_det_F);
@@ -323,7 +356,6 @@ static int train_run(trainer *t, imnn_train_result *res) {
                cfg->patience, exp(best), res->best_epoch);
       break;
     }
-    imnn_adam_step(ad, m->w, grad);
   }
   if (res->best_epoch < 0) {
     st = CB_ERROR(CB_ERR_NUMERIC, "training never gave a usable validation Fisher matrix");
@@ -385,6 +417,10 @@ int imnn_train(groups *g, simulator *sim, imnn_model *m, const imnn_train_config
            "-n_d %d is larger than -n_s %d: each derivative pair takes the seed of a fiducial "
            "simulation",
            cfg->n_d, cfg->n_s);
+  CB_CHECK(cfg->n_batches <= 1 || (cfg->n_s >= 2 * cfg->n_batches && cfg->n_d >= cfg->n_batches),
+           CB_ERR_INPUT,
+           "-n_batches %d: each batch needs 2 fiducial simulations and a pair (-n_s %d, -n_d %d)",
+           cfg->n_batches, cfg->n_s, cfg->n_d);
   CB_CHECK(cfg->n_d_val <= cfg->n_val, CB_ERR_INPUT, "-n_d_val %d is larger than -n_val %d",
            cfg->n_d_val, cfg->n_val);
   for (int a = 0; a < p; a++)
