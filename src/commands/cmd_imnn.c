@@ -89,7 +89,8 @@ static int train_run(options *o, MPI_Comm comm) {
   CB_CALL(options_int(o, "-n_s", "fiducial training simulations", 1000, &n_s));
   CB_CALL(options_int(o, "-n_d", "seed-matched derivative pairs per parameter", 500, &n_d));
   CB_CALL(options_int(o, "-n_val", "fiducial validation simulations (0: n_s)", 0, &n_val));
-  CB_CALL(options_int(o, "-n_d_val", "validation pairs per parameter (0: n_d)", 0, &n_d_val));
+  CB_CALL(options_int(o, "-n_d_val", "validation pairs per parameter (0: n_d n_val / n_s)", 0,
+                      &n_d_val));
   CB_CALL(options_int(o, "-n_test", "test simulations for the estimates", 100, &n_test));
   CB_CALL(options_int(o, "-epochs", "largest number of epochs", 500, &epochs));
   CB_CALL(options_int(o, "-patience", "epochs without a better validation det F", 50, &patience));
@@ -114,7 +115,7 @@ static int train_run(options *o, MPI_Comm comm) {
   cfg.n_s = (int)n_s;
   cfg.n_d = (int)n_d;
   cfg.n_val = (int)(n_val > 0 ? n_val : n_s);
-  cfg.n_d_val = (int)(n_d_val > 0 ? n_d_val : n_d);
+  cfg.n_d_val = (int)(n_d_val > 0 ? n_d_val : (n_d * cfg.n_val + n_s - 1) / n_s); /* as n_d/n_s */
   cfg.n_test = (int)(n_test > 0 ? n_test : 0);
   cfg.max_epochs = (int)epochs;
   cfg.patience = (int)patience;
@@ -156,6 +157,14 @@ static int train_run(options *o, MPI_Comm comm) {
     log_info("imnn train: best epoch %d of %d, validation det F %.6g; %ld simulations in %.1f s "
              "(%.1f /s)",
              res.best_epoch, res.n_epochs, detv, res.n_sims, res.wall, res.n_sims / res.wall);
+    for (int a = 0; a < p; a++) { /* steps far beyond the error bar are exploited by the fit */
+      double sig = 1.0 / sqrt(have_exact ? Fex[a * p + a] : m->stats.F[a * p + a]);
+      if (point.dtheta[a] > sig)
+        log_warn("imnn train: -dtheta of parameter %d (%s) is %.3g, %.1f times its conditional "
+                 "error bar %.3g: finite differences that large can be gamed by the network "
+                 "(det F above the truth); take a step below the error bar",
+                 a, type->param_names[a], point.dtheta[a], point.dtheta[a] / sig, sig);
+    }
     if (have_exact) {
       double dex = det_small(p, Fex);
       if (g->world_rank == 0)
