@@ -42,8 +42,8 @@ enum abc_prior_kind { ABC_PRIOR_UNIFORM = 0, ABC_PRIOR_GAUSSIAN = 1 };
 #define ABC_PRIOR_CHOICES "uniform,gaussian"
 
 typedef struct abc_prior {
-  int kind; /* enum abc_prior_kind */
-  int n;    /* parameters */
+  int kind;                                                /* enum abc_prior_kind */
+  int n;                                                   /* parameters */
   double a[SIMULATOR_MAX_PARAMS], b[SIMULATOR_MAX_PARAMS]; /* lower, upper / mean, sd */
 } abc_prior;
 
@@ -57,20 +57,20 @@ enum abc_method { ABC_REJECTION = 0, ABC_PMC = 1 };
 #define ABC_METHOD_CHOICES "rejection,pmc"
 
 typedef struct abc_config {
-  int method;                 /* enum abc_method (-method pmc) */
-  long n_particles;           /* -n_particles (500) */
-  long n_initial;             /* -n_initial (2000): prior draws of round 0 */
-  double epsilon;             /* -epsilon (0: keep the n_particles closest) */
-  double percentile;          /* -percentile (75) */
-  double criterion;           /* -criterion (0.1) */
-  int max_rounds;             /* -max_rounds (30), PMC rounds after round 0 */
-  uint64_t seed;              /* -seed */
-  abc_prior prior;            /* -prior uniform|gaussian, -prior_lower/-prior_upper, ... */
-  double checkpoint_interval; /* -checkpoint_interval s (30) */
-  double progress_interval;   /* -progress_interval s (5): a progress line */
-  char path[4096];            /* the campaign file (-o) */
-  bool resume;                /* -resume */
-  bool overwrite;             /* -overwrite */
+  int method;                  /* enum abc_method (-method pmc) */
+  long n_particles;            /* -n_particles (500) */
+  long n_initial;              /* -n_initial (2000): prior draws of round 0 */
+  double epsilon;              /* -epsilon (0: keep the n_particles closest) */
+  double percentile;           /* -percentile (75) */
+  double criterion;            /* -criterion (0.1) */
+  int max_rounds;              /* -max_rounds (30), PMC rounds after round 0 */
+  uint64_t seed;               /* -seed */
+  abc_prior prior;             /* -prior uniform|gaussian, -prior_lower/-prior_upper, ... */
+  double checkpoint_interval;  /* -checkpoint_interval s (30) */
+  double progress_interval;    /* -progress_interval s (5): a progress line */
+  char path[4096];             /* the campaign file (-o) */
+  bool resume;                 /* -resume */
+  bool overwrite;              /* -overwrite */
   volatile sig_atomic_t *stop; /* set (by a signal handler) to stop after the tasks in flight */
 } abc_config;
 
@@ -99,8 +99,8 @@ int abc_calibrate(groups *g, simulator *sim, compressor *c, uint64_t seed);
  * same on every rank). o is the options record written into the campaign file. With
  * cfg->resume the journal of cfg->path is read (refused if its settings differ; "nothing to
  * resume" if there is none). Collective on g->world. */
-int abc_create(groups *g, simulator *sim, compressor *c, const abc_config *cfg,
-               const double *x_obs, const options *o, abc **a);
+int abc_create(groups *g, simulator *sim, compressor *c, const abc_config *cfg, const double *x_obs,
+               const options *o, abc **a);
 void abc_destroy(abc **a); /* Collective; accepts NULL, leaves NULL. */
 
 /* x_obs (n_params, on every rank) from the observed data, which group 0 holds (data: the local
@@ -136,7 +136,7 @@ int abc_exact_grid(simulator *sim, const abc_prior *prior, const double *data, i
 
 /* Weighted mean, sd and quantiles q[k] (n_q of them) of parameter p of a population. Not
  * collective. */
-void abc_population_stats(const abc_population *pop, int n_params, int p, double *mean,
-                          double *sd, int n_q, const double *q, double *quantiles);
+void abc_population_stats(const abc_population *pop, int n_params, int p, double *mean, double *sd,
+                          int n_q, const double *q, double *quantiles);
 
 #endif

@@ -32,13 +32,13 @@ enum compress_kind { COMPRESS_SCORE = 0, COMPRESS_BANDPOWER, COMPRESS_IDENTITY, 
 #define COMPRESS_MAX_RAW 4096
 
 typedef struct compress_config {
-  int kind;                                /* enum compress_kind (-compressor) */
-  char network[4096];                      /* imnn: -network FILE */
-  bool fiducial_set;                       /* -fiducial given (else the simulator's) */
-  int n_fiducial;                          /* values given */
-  double fiducial[SIMULATOR_MAX_PARAMS];   /* theta* */
-  double dtheta[SIMULATOR_MAX_PARAMS];     /* -compress_dtheta (0: 10% of |theta*|, or 0.1) */
-  long n_s, n_d;                           /* -compress_n_s (200), -compress_n_d (100) */
+  int kind;                              /* enum compress_kind (-compressor) */
+  char network[4096];                    /* imnn: -network FILE */
+  bool fiducial_set;                     /* -fiducial given (else the simulator's) */
+  int n_fiducial;                        /* values given */
+  double fiducial[SIMULATOR_MAX_PARAMS]; /* theta* */
+  double dtheta[SIMULATOR_MAX_PARAMS];   /* -compress_dtheta (0: 10% of |theta*|, or 0.1) */
+  long n_s, n_d;                         /* -compress_n_s (200), -compress_n_d (100) */
 } compress_config;
 
 /* -compressor, -network, -fiducial, -compress_dtheta, -compress_n_s, -compress_n_d.

@@ -249,8 +249,8 @@ static int abc_run(options *o, MPI_Comm comm) {
         size_t u = strlen(names);
         snprintf(names + u, sizeof names - u, "%s%s", i ? "," : "", t->param_names[i]);
       }
-      log_info("abc: %d rounds, %ld simulations (%ld run now) -> %s", abc_rounds(a),
-               abc_n_sims(a), abc_n_new_sims(a), out);
+      log_info("abc: %d rounds, %ld simulations (%ld run now) -> %s", abc_rounds(a), abc_n_sims(a),
+               abc_n_new_sims(a), out);
       print_population(abc_population_of(a, abc_rounds(a) - 1), sim->n_params, names);
     }
   }
@@ -367,8 +367,8 @@ static int abc_summary(options *o, MPI_Comm comm, const char *path) {
   if (st == CB_OK) {
     log_info("%s: %s, %ld rounds, %ld simulations", path,
              complete ? "complete" : "INCOMPLETE (resume it with abc run -resume)", rounds, nsims);
-    abc_population p = {.n = (long)nr, .theta = theta, .x = NULL, .rho = rho, .w = w,
-                        .epsilon = eps};
+    abc_population p = {
+        .n = (long)nr, .theta = theta, .x = NULL, .rho = rho, .w = w, .epsilon = eps};
     print_population(&p, (int)np, names);
     if (h5io_has(h, "/exact/log_posterior")) st = summary_exact(h, (int)np);
   }

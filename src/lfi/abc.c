@@ -51,8 +51,10 @@ static const double abc_pi = 3.14159265358979323846;
 int abc_prior_check(const abc_prior *p, int n_params) {
   const bool u = p->kind == ABC_PRIOR_UNIFORM;
   const char *na = u ? "-prior_lower" : "-prior_mean", *nb = u ? "-prior_upper" : "-prior_sd";
-  CB_CHECK(p->n == n_params, CB_ERR_INPUT, "%s / %s: %d values given, the simulator has %d "
-           "parameters", na, nb, p->n, n_params);
+  CB_CHECK(p->n == n_params, CB_ERR_INPUT,
+           "%s / %s: %d values given, the simulator has %d "
+           "parameters",
+           na, nb, p->n, n_params);
   for (int i = 0; i < p->n; i++) {
     CB_CHECK(isfinite(p->a[i]) && isfinite(p->b[i]), CB_ERR_INPUT,
              "%s / %s: parameter %d is not finite (%g, %g)", na, nb, i, p->a[i], p->b[i]);
@@ -112,10 +114,10 @@ int abc_options(options *o, int n_params, abc_config *cfg) {
                                NP, &sb));
     CB_CHECK(sa && sb, CB_ERR_INPUT, "a uniform prior needs -prior_lower and -prior_upper");
   } else {
-    CB_CALL(options_real_array(o, "-prior_mean", "Gaussian prior: means", cfg->prior.a, &na, NP,
-                               &sa));
-    CB_CALL(options_real_array(o, "-prior_sd", "Gaussian prior: standard deviations",
-                               cfg->prior.b, &nb, NP, &sb));
+    CB_CALL(
+        options_real_array(o, "-prior_mean", "Gaussian prior: means", cfg->prior.a, &na, NP, &sa));
+    CB_CALL(options_real_array(o, "-prior_sd", "Gaussian prior: standard deviations", cfg->prior.b,
+                               &nb, NP, &sb));
     CB_CHECK(sa && sb, CB_ERR_INPUT, "a Gaussian prior needs -prior_mean and -prior_sd");
   }
   CB_CHECK(na == nb, CB_ERR_INPUT, "the prior's two lists have %d and %d values", na, nb);
@@ -303,8 +305,7 @@ static void make_settings(abc *a) {
       "%.17g\n",
       a->sim->type->name, s->n_draws, s->n_grid, s->box_size, s->lpt_order, s->cosmo.Omega_m,
       s->cosmo.Omega_b, s->cosmo.h, s->cosmo.n_s, s->cosmo.sigma_8, s->cosmo.redshift);
-  ADD("compressor %d n_raw %d n_s %ld n_d %ld\nfid", a->c->kind, a->c->n_raw, a->c->n_s,
-      a->c->n_d);
+  ADD("compressor %d n_raw %d n_s %ld n_d %ld\nfid", a->c->kind, a->c->n_raw, a->c->n_s, a->c->n_d);
   for (int i = 0; i < a->np; i++) ADD(" %.17g/%.17g", a->c->theta_fid[i], a->c->dtheta[i]);
   ADD("\nmethod %d n_particles %ld n_initial %ld epsilon %.17g percentile %.17g criterion %.17g "
       "seed %llu\nprior %d",
@@ -328,8 +329,7 @@ static int journal_open(abc *a) {
     CB_CHECK(a->journal != NULL, CB_ERR_IO, "cannot create the journal '%s'", a->journal_path);
     fwrite(JOURNAL_MAGIC, 1, 8, a->journal);
     fwrite(a->settings, 1, JOURNAL_HEADER, a->journal);
-    CB_CHECK(fflush(a->journal) == 0, CB_ERR_IO, "cannot write the journal '%s'",
-             a->journal_path);
+    CB_CHECK(fflush(a->journal) == 0, CB_ERR_IO, "cannot write the journal '%s'", a->journal_path);
     return CB_OK;
   }
   FILE *f = fopen(a->journal_path, "rb");
@@ -372,8 +372,7 @@ static int journal_open(abc *a) {
 
 /* ------------------------------------------------------------------ work (every group) */
 
-static int abc_work(void *vc, const groups *g, int64_t index, const double *task,
-                    double *result) {
+static int abc_work(void *vc, const groups *g, int64_t index, const double *task, double *result) {
   (void)g;
   (void)index;
   abc *a = vc;
@@ -411,9 +410,8 @@ static void active_remove(abc *a, long k) {
 }
 
 static void slot_advance(abc *a, slot *s) {
-  while (s->low < s->n_issued &&
-         (s->st[s->low] == ST_REJECTED || s->st[s->low] == ST_FAILED ||
-          s->st[s->low] == ST_OUTSIDE))
+  while (s->low < s->n_issued && (s->st[s->low] == ST_REJECTED || s->st[s->low] == ST_FAILED ||
+                                  s->st[s->low] == ST_OUTSIDE))
     s->low++;
   if (!s->resolved && s->acc >= 0 && s->low == s->acc) {
     s->resolved = true;
@@ -462,8 +460,8 @@ static void progress(abc *a, bool force) {
     if (a->slots[k].resolved) used += a->slots[k].n_used;
   double acc = used ? (double)a->n_resolved / (double)used : 0.0;
   double left = (a->n_resolved > 0 && rate > 0)
-                    ? (double)(a->n_slots - a->n_resolved) * ((double)a->round_sims /
-                                                              (double)a->n_resolved) / rate
+                    ? (double)(a->n_slots - a->n_resolved) *
+                          ((double)a->round_sims / (double)a->n_resolved) / rate
                     : -1.0;
   char eps[32];
   if (isfinite(a->eps))
@@ -841,8 +839,8 @@ static int finish_pmc(abc *a) {
 
 /* ------------------------------------------------------------------ life */
 
-int abc_create(groups *g, simulator *sim, compressor *c, const abc_config *cfg,
-               const double *x_obs, const options *o, abc **out) {
+int abc_create(groups *g, simulator *sim, compressor *c, const abc_config *cfg, const double *x_obs,
+               const options *o, abc **out) {
   *out = NULL;
   CB_CHECK(c->calibrated, CB_ERR_INTERNAL, "abc_create: the compressor is not calibrated");
   abc *a;
@@ -991,8 +989,7 @@ static int write_contents(abc *a, h5file *h, bool complete) {
   CB_CALL(h5io_attr_write_string(h, "/", "param_names", names));
   static const char *kinds[] = {"score", "bandpower", "identity", "imnn"};
   CB_CALL(h5io_attr_write_string(h, "/", "compressor", kinds[a->c->kind]));
-  CB_CALL(h5io_attr_write_string(h, "/", "method",
-                                 a->cfg.method == ABC_PMC ? "pmc" : "rejection"));
+  CB_CALL(h5io_attr_write_string(h, "/", "method", a->cfg.method == ABC_PMC ? "pmc" : "rejection"));
   CB_CALL(h5io_attr_write_long(h, "/", "complete", complete ? 1 : 0));
   CB_CALL(h5io_attr_write_long(h, "/", "n_rounds", a->n_pops));
   CB_CALL(h5io_attr_write_long(h, "/", "n_params", np));
@@ -1038,8 +1035,10 @@ static int write_contents(abc *a, h5file *h, bool complete) {
   const char *col[] = {"/sims/distance", "/sims/group", "/sims/time", "/sims/status"};
   for (int c = 0; c < 4 && st == CB_OK; c++) {
     for (size_t i = 0; i < n; i++)
-      t[i] = c == 0 ? a->recs[i].rho
-                    : c == 1 ? a->recs[i].group : c == 2 ? a->recs[i].time : a->recs[i].status;
+      t[i] = c == 0   ? a->recs[i].rho
+             : c == 1 ? a->recs[i].group
+             : c == 2 ? a->recs[i].time
+                      : a->recs[i].status;
     st = h5io_write_array(h, col[c], 1, dn1, t);
   }
   free(buf);
@@ -1172,8 +1171,8 @@ static int cmp_wv(const void *x, const void *y) {
   return (a > b) - (a < b);
 }
 
-void abc_population_stats(const abc_population *pop, int n_params, int p, double *mean,
-                          double *sd, int n_q, const double *q, double *quantiles) {
+void abc_population_stats(const abc_population *pop, int n_params, int p, double *mean, double *sd,
+                          int n_q, const double *q, double *quantiles) {
   double sw = 0.0, m = 0.0, v = 0.0;
   for (long i = 0; i < pop->n; i++) {
     sw += pop->w[i];

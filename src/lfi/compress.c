@@ -84,8 +84,7 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
     return CB_ERROR(CB_ERR_INPUT,
                     "-compressor imnn: not built yet (the IMNN network loading of issue 13 is "
                     "not in this build); use score, bandpower or identity");
-  default:
-    return CB_ERROR(CB_ERR_INPUT, "-compressor: unknown kind %d", cfg->kind);
+  default: return CB_ERROR(CB_ERR_INPUT, "-compressor: unknown kind %d", cfg->kind);
   }
   CB_CHECK(!cfg->fiducial_set || cfg->n_fiducial == np, CB_ERR_INPUT,
            "-fiducial has %d values, simulator '%s' has %d parameters", cfg->n_fiducial, name, np);
@@ -156,18 +155,13 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
 
 int compress_raw(compressor *c, const double *data, double *s) {
   switch (c->kind) {
-  case COMPRESS_SCORE:
-    CB_CALL(simulator_score(c->sim, c->theta_fid, data, s));
-    break;
+  case COMPRESS_SCORE: CB_CALL(simulator_score(c->sim, c->theta_fid, data, s)); break;
   case COMPRESS_BANDPOWER:
     CB_CALL(power_measure(c->pw, data));
     memcpy(s, c->pw->pk, (size_t)c->n_raw * sizeof(double));
     break;
-  case COMPRESS_IDENTITY:
-    memcpy(s, data, (size_t)c->n_raw * sizeof(double));
-    break;
-  default:
-    return CB_ERROR(CB_ERR_INTERNAL, "compress_raw: kind %d", c->kind);
+  case COMPRESS_IDENTITY: memcpy(s, data, (size_t)c->n_raw * sizeof(double)); break;
+  default: return CB_ERROR(CB_ERR_INTERNAL, "compress_raw: kind %d", c->kind);
   }
   return CB_OK;
 }

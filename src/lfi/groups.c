@@ -91,8 +91,8 @@ typedef struct sched {
   size_t task_bytes, result_bytes;
   unsigned char *tbuf, *rbuf; /* one task message, one result message */
   /* coordinator: per group a ring of the tasks in flight */
-  int64_t *ring_index;  /* [G * depth] */
-  double *ring_task;    /* [G * depth * task_len] */
+  int64_t *ring_index; /* [G * depth] */
+  double *ring_task;   /* [G * depth * task_len] */
   int *ring_head, *ring_n;
   double *task, *result; /* scratch of task_len, result_len */
   int status;            /* first error (coordinator) */
@@ -133,8 +133,8 @@ static int member_loop(sched *c) {
   groups *g = c->g;
   const size_t tl = c->s->task_len, rl = c->s->result_len;
   for (;;) {
-    if (g->is_root) MPI_Recv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world,
-                             MPI_STATUS_IGNORE);
+    if (g->is_root)
+      MPI_Recv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world, MPI_STATUS_IGNORE);
     if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
     int64_t kind, index;
     memcpy(&kind, c->tbuf, 8);
@@ -393,10 +393,14 @@ int groups_map(groups *g, long n_tasks, size_t result_len,
                            double *result),
                void *ctx, double *results, groups_meta *meta) {
   CB_CHECK(n_tasks >= 0, CB_ERR_INTERNAL, "groups_map: %ld tasks", n_tasks);
-  map_ctx m = {.n = n_tasks, .rl = result_len, .work = work, .ctx = ctx,
-               .results = results, .meta = meta};
-  groups_scheduler s = {.task_len = 0, .result_len = result_len, .next = map_next,
-                        .done = map_done, .work = map_work, .ctx = &m};
+  map_ctx m = {
+      .n = n_tasks, .rl = result_len, .work = work, .ctx = ctx, .results = results, .meta = meta};
+  groups_scheduler s = {.task_len = 0,
+                        .result_len = result_len,
+                        .next = map_next,
+                        .done = map_done,
+                        .work = map_work,
+                        .ctx = &m};
   CB_CALL(groups_schedule(g, &s, NULL));
   return CB_OK;
 }

@@ -151,7 +151,8 @@ static int grf_create(simulator *sim, const simulator_config *cfg) {
     ptrdiff_t a = field_freq(f, f->local_0_start + il);
     for (ptrdiff_t j = 0; j < n; j++) {
       ptrdiff_t b = field_freq(f, j);
-      for (ptrdiff_t c = 0; c < nc; c++) s->m2[(il * n + j) * nc + c] = (int)(a * a + b * b + c * c);
+      for (ptrdiff_t c = 0; c < nc; c++)
+        s->m2[(il * n + j) * nc + c] = (int)(a * a + b * b + c * c);
     }
   }
   /* multiplicities over the full grid, the same on every rank (no communication) */
