@@ -54,6 +54,8 @@ int abc_prior_check(const abc_prior *p, int n_params);
 double abc_prior_logpdf(const abc_prior *p, const double *theta);
 
 enum abc_method { ABC_REJECTION = 0, ABC_PMC = 1 };
+enum abc_move { ABC_MOVE_ANCESTOR = 0, ABC_MOVE_PARTICLE = 1 };
+#define ABC_MOVE_CHOICES "ancestor,particle"
 #define ABC_METHOD_CHOICES "rejection,pmc"
 
 typedef struct abc_config {
@@ -62,6 +64,7 @@ typedef struct abc_config {
   long n_initial;              /* -n_initial (2000): prior draws of round 0 */
   double epsilon;              /* -epsilon (0: keep the n_particles closest) */
   double percentile;           /* -percentile (75) */
+  int move;                    /* enum abc_move (-pmc_move ancestor) */
   double criterion;            /* -criterion (0.1) */
   int max_rounds;              /* -max_rounds (30), PMC rounds after round 0 */
   uint64_t seed;               /* -seed */

@@ -2,7 +2,7 @@
  *
  *   cerberus abc run -options_file params/abc_grf.opts -o campaign.h5 [-overwrite | -resume]
  *       [-group_size 1] [-simulator grf ...] [-compressor score|bandpower|identity|imnn]
- *       [-obs_file obs.h5 | -theta_true 1,0.5 -obs_seed 7] [-exact_grid 81]
+ *       [-obs_file obs.h5 | -theta_true 1,0.5 -obs_seed 7] [-exact_grid 41]
  *   cerberus abc observe -simulator grf -theta_true 1,0.5 -obs_seed 7 -o obs.h5
  *   cerberus abc summary campaign.h5
  *
@@ -163,7 +163,7 @@ static int abc_run(options *o, MPI_Comm comm) {
   compress_config ccfg;
   abc_config acfg;
   obs_config ocfg;
-  long group_size = 1, exact_n = 81;
+  long group_size = 1, exact_n = 41;
   bool overwrite = false, resume = false;
   CB_CALL(simulator_options(o, "grf", simname, sizeof simname, &scfg));
   const simulator_type *t = NULL;
@@ -175,7 +175,7 @@ static int abc_run(options *o, MPI_Comm comm) {
   CB_CALL(obs_options(o, &ocfg, !options_help_requested(o)));
   CB_CALL(options_int(o, "-exact_grid",
                       "points per axis of the exact posterior stored beside the samples (0: none)",
-                      81, &exact_n));
+                      41, &exact_n));
   CB_CALL(options_string(o, "-o", "campaign file (HDF5)", "abc.h5", out, sizeof out, NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing campaign", false, &overwrite));
   CB_CALL(options_bool(o, "-resume", "continue the interrupted campaign of -o", false, &resume));

@@ -96,6 +96,10 @@ int abc_options(options *o, int n_params, abc_config *cfg) {
                        0.0, &cfg->epsilon));
   CB_CALL(options_real(o, "-percentile", "pmc: epsilon as this percentile of the distances", 75.0,
                        &cfg->percentile));
+  CB_CALL(options_choice(o, "-pmc_move",
+                         "pmc: move a particle from a kernel on an ancestor drawn from the weights "
+                         "(ancestor) or on the particle itself (particle)",
+                         ABC_MOVE_CHOICES, "ancestor", &cfg->move));
   CB_CALL(options_real(o, "-criterion", "pmc: stop when a round's acceptance falls below", 0.1,
                        &cfg->criterion));
   CB_CALL(options_int(o, "-max_rounds", "pmc: at most this many rounds after the first", 30, &v));
@@ -226,6 +230,7 @@ struct abc {
   long *active, n_active;
   long *active_pos;
   double eps;
+  double *cumw; /* cumulative weights of the previous population (ancestor moves) */
   double L[NP * NP]; /* Cholesky factor of the proposal covariance */
   long round_sims;
   int64_t next_id;
@@ -311,6 +316,7 @@ static void make_settings(abc *a) {
       "seed %llu\nprior %d",
       c->method, c->n_particles, c->n_initial, c->epsilon, c->percentile, c->criterion,
       (unsigned long long)c->seed, c->prior.kind);
+  ADD(" move %d", c->move);
   for (int i = 0; i < a->np; i++) ADD(" %.17g/%.17g", c->prior.a[i], c->prior.b[i]);
   ADD("\nx_obs");
   for (int i = 0; i < a->np; i++) ADD(" %.17g", a->x_obs[i]);
@@ -436,6 +442,18 @@ static bool draw_theta(abc *a, long k, int att, double *theta) {
   const abc_population *prev = &a->pops[a->n_pops - 1];
   const double *c = prev->theta + (size_t)s->particle * (size_t)a->np;
   for (int tries = 0; tries < 1000; tries++) {
+    if (a->cfg.move == ABC_MOVE_ANCESTOR) { /* an ancestor drawn from the weights */
+      double u = keyrng_uniform(&r) * a->cumw[prev->n - 1];
+      long lo = 0, hi = prev->n - 1;
+      while (lo < hi) {
+        long mid = (lo + hi) / 2;
+        if (a->cumw[mid] < u)
+          lo = mid + 1;
+        else
+          hi = mid;
+      }
+      c = prev->theta + (size_t)lo * (size_t)a->np;
+    }
     double z[NP];
     for (int i = 0; i < a->np; i++) z[i] = keyrng_normal(&r);
     for (int i = 0; i < a->np; i++) {
@@ -783,6 +801,14 @@ static int start_pmc(abc *a, long *n_move) {
   }
   for (int i = 0; i < np; i++)
     for (int j = i + 1; j < np; j++) a->L[i * np + j] = 0.0; /* lower triangle only */
+  free(a->cumw);
+  a->cumw = malloc((size_t)p->n * sizeof *a->cumw);
+  if (!a->cumw) {
+    free(mv);
+    return CB_ERROR(CB_ERR_MEM, "out of memory for a round");
+  }
+  double cw = 0.0;
+  for (long i = 0; i < p->n; i++) a->cumw[i] = (cw += p->w[i]);
   int st = slots_make(a, n, mv);
   free(mv);
   *n_move = n;
@@ -886,6 +912,7 @@ void abc_destroy(abc **pa) {
   free(a->raw);
   free(a->exact_axes);
   free(a->exact_lp);
+  free(a->cumw);
   free(a);
   *pa = NULL;
 }
@@ -979,7 +1006,7 @@ long abc_n_new_sims(const abc *a) {
 static int write_contents(abc *a, h5file *h, bool complete) {
   const int np = a->np;
   const size_t n = (size_t)a->n_recs;
-  CB_CALL(h5io_write_provenance(h, a->o));
+  if (a->o) CB_CALL(h5io_write_provenance(h, a->o)); /* NULL from a library caller */
   CB_CALL(h5io_attr_write_string(h, "/", "simulator", a->sim->type->name));
   char names[512] = "";
   for (int i = 0; i < np; i++) {

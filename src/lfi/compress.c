@@ -10,6 +10,7 @@
  * covariance. Small dense algebra with GSL (Cholesky). */
 #include "cerberus/compress.h"
 
+#include "cerberus/h5io.h"
 #include "cerberus/status.h"
 
 #include <gsl/gsl_errno.h>
@@ -41,6 +42,24 @@ int compress_options(options *o, compress_config *cfg) {
   CB_CALL(options_int(o, "-compress_n_d", "calibration: seed-matched pairs per parameter", 100,
                       &cfg->n_d));
   return CB_OK;
+}
+
+/* A network file must be an IMNN's, trained for this simulator. Collective on sim->comm. */
+static int network_check(simulator *sim, const char *path) {
+  h5file *h = NULL;
+  CB_CALL(h5io_open(sim->comm, path, &h));
+  char model[64] = "", name[64] = "";
+  int st = h5io_attr_read_string(h, "/", "model", model, sizeof model);
+  if (st == CB_OK && strcmp(model, "imnn") != 0)
+    st = CB_ERROR(CB_ERR_INPUT, "-network '%s' is not an IMNN network file (model '%s')", path,
+                  model);
+  if (st == CB_OK) st = h5io_attr_read_string(h, "/", "simulator", name, sizeof name);
+  if (st == CB_OK && strcmp(name, sim->type->name) != 0)
+    st = CB_ERROR(CB_ERR_INPUT,
+                  "-network '%s' was trained for simulator '%s', not for '%s' (-simulator)", path,
+                  name, sim->type->name);
+  h5io_close(&h);
+  return st;
 }
 
 static void compress_free(compressor *c) {
@@ -81,6 +100,7 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
     break;
   case COMPRESS_IMNN:
     CB_CHECK(cfg->network[0], CB_ERR_INPUT, "-compressor imnn needs -network FILE");
+    CB_CALL(network_check(sim, cfg->network));
     return CB_ERROR(CB_ERR_INPUT,
                     "-compressor imnn: not built yet (the IMNN network loading of issue 13 is "
                     "not in this build); use score, bandpower or identity");
