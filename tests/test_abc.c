@@ -1,7 +1,8 @@
 /* test_abc: ABC campaigns (include/cerberus/abc.h) at 1-4 ranks.
  *
- * - gaussian, n = 10, exact score summaries, population Monte Carlo on 1 and 2 groups: posterior mean within 0.1 sd and sd within 10% of the exact posterior (the
- *   conjugate theta^(-n/2) exp(-S / (2 theta)) on the prior box, by quadrature here);
+ * - gaussian, n = 10, exact score summaries, population Monte Carlo on 1 and 2 groups: posterior
+ * mean within 0.1 sd and sd within 10% of the exact posterior (the conjugate theta^(-n/2) exp(-S /
+ * (2 theta)) on the prior box, by quadrature here);
  * - grf at 16^3 (one rank only, for time): the posterior of (A, B) against the exact-likelihood
  *   posterior on a 61 x 61 grid: means within 0.2 sd, sds within 20%;
  * - the same campaign (grf 8^3, band powers calibrated on the groups, 3 PMC rounds) on one
@@ -207,8 +208,8 @@ static void test_grf(MPI_Comm comm) {
     for (int p = 0; p < 2; p++) {
       double em = m[p] / S, esd = sqrt(v[p] / S - em * em), am, asd;
       stats(r, 2, p, &am, &asd);
-      TEST_CHECK(fabs(am - em) < 0.2 * esd, "grf parameter %d: mean %g vs exact %g (sd %g)", p,
-                 am, em, esd);
+      TEST_CHECK(fabs(am - em) < 0.2 * esd, "grf parameter %d: mean %g vs exact %g (sd %g)", p, am,
+                 em, esd);
       TEST_CHECK(fabs(asd / esd - 1) < 0.2, "grf parameter %d: sd %g vs exact %g", p, asd, esd);
     }
   }
@@ -343,8 +344,7 @@ static void test_nan(MPI_Comm comm) {
     TEST_CHECK(fabs(m - em) < 0.1 * esd, "NaN campaign: mean %g vs exact %g (sd %g)", m, em, esd);
     TEST_CHECK(fabs(sd / esd - 1) < 0.1, "NaN campaign: sd %g vs exact %g", sd, esd);
     for (long i = 0; i < r->n; i++)
-      TEST_CHECK(r->theta[i] <= 3.0, "a particle at %g, where the simulator fails",
-                 r->theta[i]);
+      TEST_CHECK(r->theta[i] <= 3.0, "a particle at %g, where the simulator fails", r->theta[i]);
   }
   free(r);
 }
@@ -372,8 +372,8 @@ static void test_resume(void) {
                  memcmp(a->theta, b->theta, sizeof a->theta) == 0 &&
                  memcmp(a->w, b->w, sizeof a->w) == 0,
              "resumed campaign differs from the straight one (%ld vs %ld particles)", b->n, a->n);
-  TEST_CHECK(b->n_new == b->n_sims - first, "resume ran %ld new of %ld (journal had %ld)",
-             b->n_new, b->n_sims, first);
+  TEST_CHECK(b->n_new == b->n_sims - first, "resume ran %ld new of %ld (journal had %ld)", b->n_new,
+             b->n_sims, first);
   TEST_CHECK(access(journal, F_OK) != 0, "the journal is removed when the campaign completes");
   /* resume with other settings, and with nothing to resume */
   c.acfg.seed = 99;

@@ -27,6 +27,7 @@
 #include "cerberus/log.h"
 #include "cerberus/status.h"
 
+#include <glob.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
 #include <math.h>
@@ -230,7 +231,7 @@ struct abc {
   long *active, n_active;
   long *active_pos;
   double eps;
-  double *cumw; /* cumulative weights of the previous population (ancestor moves) */
+  double *cumw;      /* cumulative weights of the previous population (ancestor moves) */
   double L[NP * NP]; /* Cholesky factor of the proposal covariance */
   long round_sims;
   int64_t next_id;
@@ -372,6 +373,14 @@ static int journal_open(abc *a) {
            a->journal_path);
   a->journal = fopen(a->journal_path, "ab");
   CB_CHECK(a->journal != NULL, CB_ERR_IO, "cannot append to the journal '%s'", a->journal_path);
+  /* a campaign file the killed run was writing (h5io's "<path>.tmp.<pid>") is garbage now */
+  char pattern[4200];
+  snprintf(pattern, sizeof pattern, "%s.tmp.*", a->cfg.path);
+  glob_t gl;
+  if (glob(pattern, 0, NULL, &gl) == 0) {
+    for (size_t i = 0; i < gl.gl_pathc; i++) unlink(gl.gl_pathv[i]);
+    globfree(&gl);
+  }
   log_info("resume: %ld simulations from '%s'", good, a->journal_path);
   return CB_OK;
 }
