@@ -125,8 +125,12 @@ static void test_waves(MPI_Comm comm, int gs) {
   TEST_STATUS(groups_create(comm, gs, &g), CB_OK, "groups_create");
   if (!g) return;
   waves w = {.n_waves = 6};
-  groups_scheduler s = {.task_len = 2, .result_len = 1, .next = waves_next, .done = waves_done,
-                        .work = waves_work, .ctx = &w};
+  groups_scheduler s = {.task_len = 2,
+                        .result_len = 1,
+                        .next = waves_next,
+                        .done = waves_done,
+                        .work = waves_work,
+                        .ctx = &w};
   groups_stats st;
   TEST_STATUS(groups_schedule(g, &s, &st), CB_OK, "waves");
   if (g->is_coordinator) {

@@ -163,17 +163,17 @@ static void test_grf(MPI_Comm comm) {
     TEST_CHECK(fabs(sc[a] - (lp - lm) / (2 * h)) < 1e-5 * (fabs(sc[a]) + 10.0),
                "grf score %d: %g vs fd %g", a, sc[a], (lp - lm) / (2 * h));
   }
-  /* E[score score^T] = F */
+  /* E[score score^T] = F (rank-independent statistics: at 1 and 2 ranks only, for time) */
   double F[4], M[4] = {0};
   simulator_fisher(sim, theta, F);
-  const int ns = 300;
+  const int ns = testing_size() <= 2 ? 300 : 0;
   for (int r = 0; r < ns; r++) {
     simulator_run(sim, theta, 5000 + (uint64_t)r, d);
     simulator_score(sim, theta, d, sc);
     for (int a = 0; a < 2; a++)
       for (int b = 0; b < 2; b++) M[2 * a + b] += sc[a] * sc[b] / ns;
   }
-  for (int a = 0; a < 2; a++)
+  for (int a = 0; a < 2 && ns > 0; a++)
     for (int b = 0; b < 2; b++) {
       /* var of s_a s_b for Gaussian scores: F_aa F_bb + F_ab^2 */
       double sd = sqrt((F[3 * a] * F[3 * b] + F[2 * a + b] * F[2 * a + b]) / ns);

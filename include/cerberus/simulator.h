@@ -105,8 +105,7 @@ int simulator_lookup(const char *name, const simulator_type **t);
 void simulator_names(char *buf, size_t n);
 
 /* Make a simulator of the named type on comm. Collective on comm. */
-int simulator_create(MPI_Comm comm, const char *name, const simulator_config *cfg,
-                     simulator **sim);
+int simulator_create(MPI_Comm comm, const char *name, const simulator_config *cfg, simulator **sim);
 void simulator_destroy(simulator **sim); /* Collective; accepts NULL, leaves NULL. */
 
 /* One simulation: data (n_local values on this rank) from theta (n_params) and seed.
