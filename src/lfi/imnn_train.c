@@ -294,11 +294,12 @@ static int train_run(trainer *t, imnn_train_result *res) {
   }
   TRY(imnn_adam_create(t->nw, cfg->lr, &ad));
   imnn_init_weights(&m->arch, cfg->init_seed, m->w);
+  double t0 = log_elapsed(); /* the clock of the run: simulations included */
   /* the first training set gives the standardisation */
   if (t->cached) TRY(set_prepare(t, &tr));
   TRY(set_scaling(t, &tr));
   TRY(set_prepare(t, &va));
-  double best = -INFINITY, t0 = log_elapsed(), n_eval = 0;
+  double best = -INFINITY, te0 = log_elapsed(), n_eval = 0;
   int since = 0;
   const int nbatch = cfg->n_batches > 0 ? cfg->n_batches : 1;
   res->best_epoch = -1;
@@ -347,7 +348,7 @@ static int train_run(trainer *t, imnn_train_result *res) {
     } else {
       since++;
     }
-    double el = log_elapsed() - t0, per = el / (e + 1);
+    double el = log_elapsed() - te0, per = el / (e + 1);
     n_eval += 2.0 * tr.n + va.n; /* simulations (or their cached features) through the network */
     log_info("epoch %4d: loss %10.4f  det F %.5g (val %.5g)  reg %.3g  %.0f sims/s  %.0f s left", e,
              Lt.loss, h[3], detv, Lt.reg, n_eval / el, per * (cfg->max_epochs - e - 1));
