@@ -206,8 +206,8 @@ static void test_net_gradients(MPI_Comm comm) {
   a.conv.layer[0] = (npe_layer_config){3, 1, 1, NPE_SOFTPLUS};
   a.conv.layer[1] = (npe_layer_config){3, 0, 2, NPE_TANH};
   TEST_STATUS(imnn_net_create(f, &a, &net), CB_OK, "conv net");
-  double s0 = 0.2, sc = 1.4;
-  TEST_STATUS(imnn_net_set_scaling(net, &s0, &sc), CB_OK, "conv scaling");
+  double s0[3] = {0.2, 0.1, -0.3}, sc[3] = {1.4, 0.8, 2.1}; /* the field's, then 2 features */
+  TEST_STATUS(imnn_net_set_scaling(net, s0, sc), CB_OK, "conv scaling");
   check_net_gradient(net, "conv front end", data, 5);
   imnn_net_destroy(&net);
   fftw_free(data);

@@ -15,7 +15,9 @@
  *              averaged over the whole field per channel (global average pooling, reduced
  *              over the group's ranks): the features are those averages.
  * The identity and bandpower front ends do not depend on the weights (their features can be
- * computed once per simulation and reused, imnn_net_features); conv does.
+ * computed once per simulation and reused, imnn_net_features); conv does. The conv front end
+ * standardises the field (one shift and scale) and its pooled features (fixed at the start of
+ * training, from the initial weights).
  *
  * Weights: one flat vector, the convolution weights (npe order) then each dense layer's
  * matrix (out x in, row-major) followed by its biases.
@@ -65,7 +67,8 @@ int imnn_arch_check(const imnn_arch *a);
 int imnn_arch_n_features(const imnn_arch *a);
 /* Weights of the architecture. Not collective. */
 size_t imnn_arch_n_weights(const imnn_arch *a);
-/* Standardisation constants: n_feat (identity, bandpower) or 1 (conv: the field's). */
+/* Standardisation constants: n_feat (identity, bandpower) or 1 + n_feat (conv: the field's, then
+ * the pooled features'). */
 int imnn_arch_n_scale(const imnn_arch *a);
 /* "bandpower (16^3, 14 bins) -> 32 softplus -> 32 softplus -> 2, 1632 weights". */
 void imnn_arch_describe(const imnn_arch *a, char *buf, size_t n);

@@ -83,7 +83,7 @@ int imnn_arch_n_features(const imnn_arch *a) {
 }
 
 int imnn_arch_n_scale(const imnn_arch *a) {
-  return a->front == IMNN_FRONT_CONV ? 1 : imnn_arch_n_features(a);
+  return a->front == IMNN_FRONT_CONV ? 1 + imnn_arch_n_features(a) : imnn_arch_n_features(a);
 }
 
 static size_t conv_weights(const imnn_arch *a) {
@@ -525,11 +525,9 @@ int imnn_net_features(imnn_net *net, const double *w, const double *data, double
 
 void imnn_net_head(imnn_net *net, const double *w, const double *feat, double *x) {
   const imnn_arch *a = &net->arch;
-  if (a->front == IMNN_FRONT_CONV) {
-    memcpy(net->a[0], feat, sizeof(double) * (size_t)net->n_feat);
-  } else {
-    for (int i = 0; i < net->n_feat; i++) net->a[0][i] = (feat[i] - net->shift[i]) / net->scale[i];
-  }
+  const int o = a->front == IMNN_FRONT_CONV; /* conv: entry 0 is the field's */
+  for (int i = 0; i < net->n_feat; i++)
+    net->a[0][i] = (feat[i] - net->shift[o + i]) / net->scale[o + i];
   const double *wl = w + net->n_conv_w;
   for (int l = 0; l <= a->n_hidden; l++) {
     const int ni = dense_in(a, l), no = dense_out(a, l);
@@ -583,10 +581,8 @@ void imnn_net_head_backward(imnn_net *net, const double *w, const double *dx, do
     din = t;
   }
   if (dfeat) {
-    if (a->front == IMNN_FRONT_CONV)
-      for (int i = 0; i < net->n_feat; i++) dfeat[i] = dz[i];
-    else
-      for (int i = 0; i < net->n_feat; i++) dfeat[i] = dz[i] / net->scale[i];
+    const int o = a->front == IMNN_FRONT_CONV;
+    for (int i = 0; i < net->n_feat; i++) dfeat[i] = dz[i] / net->scale[o + i];
   }
 }
 

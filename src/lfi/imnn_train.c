@@ -257,6 +257,22 @@ static int set_scaling(trainer *t, simset *s) {
     double mu = s1 / nv, var = s2 / nv - mu * mu;
     m->shift[0] = mu;
     m->scale[0] = var > 0 ? sqrt(var) : 1.0;
+    /* the pooled features at the initial weights, standardised over the fiducial set */
+    CB_CALL(imnn_net_set_scaling(t->net, m->shift, m->scale));
+    const int nf = t->n_feat;
+    double *fe = calloc((size_t)fid.n * nf, sizeof(double));
+    CB_CHECK(fe, CB_ERR_MEM, "out of memory for the pooled features");
+    st = gather_rows(t, &fid, (size_t)nf, row_features, fe);
+    for (int k = 0; !st && k < nf; k++) {
+      double fm = 0, fv = 0;
+      for (int i = 0; i < fid.n; i++) fm += fe[(size_t)i * nf + k] / fid.n;
+      for (int i = 0; i < fid.n; i++)
+        fv += (fe[(size_t)i * nf + k] - fm) * (fe[(size_t)i * nf + k] - fm) / (fid.n - 1);
+      m->shift[1 + k] = fm;
+      m->scale[1 + k] = fv > 0 && isfinite(fv) ? sqrt(fv) : 1.0;
+    }
+    free(fe);
+    CB_CALL(st);
   }
   CB_CALL(imnn_net_set_scaling(t->net, m->shift, m->scale));
   return CB_OK;
