@@ -42,6 +42,8 @@ const char *npe_activation_name(int act); /* Not collective. */
  * choices, e.g. the IMNN's dense layers). Not collective. */
 double npe_activate(int act, double z);
 double npe_activate_deriv(int act, double z);
+/* The activation of that name (NPE_ACTIVATION_CHOICES), -1 if none. Not collective. */
+int npe_activation_index(const char *name);
 
 typedef struct npe_layer_config {
   int kernel;     /* odd kernel size K: 3 or 5 */
@@ -62,6 +64,11 @@ typedef struct npe_config {
 void npe_config_default(npe_config *cfg); /* Not collective. */
 /* CB_ERR_INPUT naming the offending value (K not 3/5, lmax not 0..2, ...). Not collective. */
 int npe_config_check(const npe_config *cfg);
+/* Layers from "K:lmax:channels:activation,..." (e.g. "3:0:1:softplus") into cfg->layer and
+ * cfg->n_layers; spec is cut up (strtok). CB_ERR_INPUT naming option for a malformed entry, an
+ * unknown activation or too many layers (the values are checked by npe_config_check).
+ * Not collective. */
+int npe_layers_parse(const char *option, char *spec, npe_config *cfg);
 /* Output channels of layer l, input channels of layer l (1 for l = 0). */
 int npe_layer_out_channels(const npe_config *cfg, int l);
 int npe_layer_in_channels(const npe_config *cfg, int l);

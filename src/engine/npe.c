@@ -57,6 +57,30 @@ double npe_activate_deriv(int act, double z) {
   return act_d(act, z);
 }
 
+int npe_activation_index(const char *name) {
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(name, act_names[i])) return i;
+  return -1;
+}
+
+int npe_layers_parse(const char *option, char *spec, npe_config *cfg) {
+  int nl = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    CB_CHECK(nl < NPE_MAX_LAYERS, CB_ERR_INPUT, "%s: at most %d layers", option, NPE_MAX_LAYERS);
+    int K, lmax, ch;
+    char act[64] = "";
+    CB_CHECK(sscanf(tok, "%d:%d:%d:%63s", &K, &lmax, &ch, act) == 4, CB_ERR_INPUT,
+             "%s: '%s' is not K:lmax:channels:activation (e.g. 3:0:1:softplus)", option, tok);
+    int ai = npe_activation_index(act);
+    CB_CHECK(ai >= 0, CB_ERR_INPUT, "%s: unknown activation '%s' (choose from %s)", option, act,
+             NPE_ACTIVATION_CHOICES);
+    cfg->layer[nl++] = (npe_layer_config){K, lmax, ch, ai};
+  }
+  cfg->n_layers = nl;
+  return CB_OK;
+}
+
 static PetscLogEvent ev_conv = 0, ev_conv_back = 0;
 
 void npe_config_default(npe_config *cfg) {

@@ -21,6 +21,7 @@
 #include "cerberus/h5io.h"
 #include "cerberus/power.h"
 #include "cerberus/status.h"
+#include "cerberus/weights.h"
 
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
@@ -126,12 +127,6 @@ void imnn_arch_describe(const imnn_arch *a, char *buf, size_t n) {
   if (k < n) snprintf(buf + k, n - k, " -> %d, %zu weights", a->n_params, imnn_arch_n_weights(a));
 }
 
-static int act_index(const char *name) {
-  for (int i = 0; i < 4; i++)
-    if (!strcmp(name, npe_activation_name(i))) return i;
-  return -1;
-}
-
 int imnn_arch_from_options(options *o, imnn_arch *a) {
   char spec[1024];
   CB_CALL(options_choice(o, "-front", "front end: data vector, band powers or convolutions",
@@ -149,7 +144,7 @@ int imnn_arch_from_options(options *o, imnn_arch *a) {
     char act[64] = "";
     CB_CHECK(sscanf(tok, "%d:%63s", &wdt, act) == 2, CB_ERR_INPUT,
              "-hidden: '%s' is not width:activation (e.g. 32:softplus)", tok);
-    int ai = act_index(act);
+    int ai = npe_activation_index(act);
     CB_CHECK(ai >= 0, CB_ERR_INPUT, "-hidden: unknown activation '%s' (choose from %s)", act,
              NPE_ACTIVATION_CHOICES);
     a->width[a->n_hidden] = wdt;
@@ -160,19 +155,7 @@ int imnn_arch_from_options(options *o, imnn_arch *a) {
                          "3:0:4:softplus,3:0:4:softplus", spec, sizeof spec, NULL));
   memset(&a->conv, 0, sizeof a->conv);
   a->conv.linear_input = true;
-  save = NULL;
-  for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    CB_CHECK(a->conv.n_layers < NPE_MAX_LAYERS, CB_ERR_INPUT, "-conv_layers: at most %d layers",
-             NPE_MAX_LAYERS);
-    int K, lmax, ch;
-    char act[64] = "";
-    CB_CHECK(sscanf(tok, "%d:%d:%d:%63s", &K, &lmax, &ch, act) == 4, CB_ERR_INPUT,
-             "-conv_layers: '%s' is not K:lmax:channels:activation (e.g. 3:0:4:softplus)", tok);
-    int ai = act_index(act);
-    CB_CHECK(ai >= 0, CB_ERR_INPUT, "-conv_layers: unknown activation '%s' (choose from %s)", act,
-             NPE_ACTIVATION_CHOICES);
-    a->conv.layer[a->conv.n_layers++] = (npe_layer_config){K, lmax, ch, ai};
-  }
+  CB_CALL(npe_layers_parse("-conv_layers", spec, &a->conv));
   return CB_OK;
 }
 
@@ -756,20 +739,7 @@ int imnn_model_write(MPI_Comm comm, const char *path, bool overwrite, const imnn
     snprintf(name, sizeof name, "hidden%d_activation", l);
     TRY(h5io_attr_write_string(h, "/", name, npe_activation_name(a->act[l])));
   }
-  if (a->front == IMNN_FRONT_CONV) {
-    TRY(h5io_attr_write_long(h, "/", "conv_n_layers", a->conv.n_layers));
-    for (int l = 0; l < a->conv.n_layers; l++) {
-      const npe_layer_config *c = &a->conv.layer[l];
-      snprintf(name, sizeof name, "conv%d_kernel", l);
-      TRY(h5io_attr_write_long(h, "/", name, c->kernel));
-      snprintf(name, sizeof name, "conv%d_lmax", l);
-      TRY(h5io_attr_write_long(h, "/", name, c->lmax));
-      snprintf(name, sizeof name, "conv%d_channels", l);
-      TRY(h5io_attr_write_long(h, "/", name, c->channels));
-      snprintf(name, sizeof name, "conv%d_activation", l);
-      TRY(h5io_attr_write_string(h, "/", name, npe_activation_name(c->activation)));
-    }
-  }
+  if (a->front == IMNN_FRONT_CONV) TRY(weights_write_layers(h, "conv_n_layers", "conv", &a->conv));
   TRY(h5io_write_array(h, "/weights", 1, &nw, m->w));
   TRY(h5io_write_array(h, "/shift", 1, &ns, m->shift));
   TRY(h5io_write_array(h, "/scale", 1, &ns, m->scale));
@@ -864,33 +834,10 @@ int imnn_model_read(MPI_Comm comm, const char *path, long n_input, imnn_model **
     a.width[l] = (int)x;
     snprintf(name, sizeof name, "hidden%d_activation", l);
     TRY(h5io_attr_read_string(h, "/", name, buf, sizeof buf));
-    a.act[l] = act_index(buf);
+    a.act[l] = npe_activation_index(buf);
   }
   a.conv.linear_input = true;
-  if (a.front == IMNN_FRONT_CONV) {
-    TRY(h5io_attr_read_long(h, "/", "conv_n_layers", &x));
-    if (x < 1 || x > NPE_MAX_LAYERS) {
-      st = CB_ERROR(CB_ERR_INPUT, "network '%s': conv_n_layers %ld outside 1..%d", path, x,
-                    NPE_MAX_LAYERS);
-      goto fail;
-    }
-    a.conv.n_layers = (int)x;
-    for (int l = 0; l < a.conv.n_layers; l++) {
-      npe_layer_config *c = &a.conv.layer[l];
-      snprintf(name, sizeof name, "conv%d_kernel", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->kernel = (int)x;
-      snprintf(name, sizeof name, "conv%d_lmax", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->lmax = (int)x;
-      snprintf(name, sizeof name, "conv%d_channels", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->channels = (int)x;
-      snprintf(name, sizeof name, "conv%d_activation", l);
-      TRY(h5io_attr_read_string(h, "/", name, buf, sizeof buf));
-      c->activation = act_index(buf);
-    }
-  }
+  if (a.front == IMNN_FRONT_CONV) TRY(weights_read_layers(h, "conv_n_layers", "conv", &a.conv));
   if ((st = imnn_arch_check(&a))) {
     st = CB_ERROR(CB_ERR_INPUT, "network '%s': bad architecture: %s", path, status_message());
     goto fail;
