@@ -4,7 +4,7 @@
 # -theta_true; params/abc_grf.opts runs (shrunk) on 2 groups and its picture is drawn; a
 # campaign stopped by SIGTERM (mpiexec, 2 groups) and one killed with SIGKILL (a torn journal)
 # both resume (on 1 group) to the same posterior as a straight run; then every bad input of
-# issue 14 provoked once. h5py makes the fake network file (skipped, exit 77, without it).
+# issue 14 provoked once; `bench abc` and scripts/abc_numpy_mpi4py.py run on a tiny grid. h5py makes the fake network file (skipped, exit 77, without it).
 PY=/usr/bin/python3
 $PY -c "import h5py, numpy, matplotlib" 2>/dev/null || { echo "SKIP: python3 with h5py, numpy, matplotlib needed"; exit 77; }
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
@@ -66,7 +66,13 @@ for f in term kill; do
   ls $f.h5.* > /dev/null 2>&1 && { echo "FAIL: $f: leftovers $(ls $f.h5.*)"; fail=1; }
 done
 
-# 4. bad inputs, one by one
+# 4. the benchmark and the NumPy yardstick run (tiny)
+run mpiexec -n 2 "$EXE" bench abc -n_grid 8 -n_sims 20 -repeat 1
+[ "$(grep -c '^abc,8,' out.txt)" -eq 2 ] || { echo "FAIL: bench abc rows: $(cat out.txt)"; fail=1; }
+run $PY "$SRC/scripts/abc_numpy_mpi4py.py" -n_grid 8 -n_sims 10 -repeat 1
+grep -q '^abc_numpy,8,1,10,' out.txt || { echo "FAIL: abc_numpy_mpi4py.py: $(cat out.txt)"; fail=1; }
+
+# 5. bad inputs, one by one
 $PY - <<'PYEOF'
 import h5py
 with h5py.File("net_gauss.h5", "w") as f:

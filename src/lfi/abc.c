@@ -478,6 +478,7 @@ static bool draw_theta(abc *a, long k, int att, double *theta) {
 static int write_file(abc *a, bool complete);
 
 static void progress(abc *a, bool force) {
+  if (a->cfg.quiet) return;
   double now = MPI_Wtime();
   if (!force && now - a->t_progress < a->cfg.progress_interval) return;
   a->t_progress = now;
@@ -972,8 +973,9 @@ int abc_round(abc *a, bool *done, bool *stopped) {
       if (st == CB_OK) {
         const abc_population *p = &a->pops[a->n_pops - 1];
         progress(a, true);
-        log_info("round %d done: epsilon %.4g, acceptance %.4f, %ld sims", a->round, p->epsilon,
-                 p->acceptance, p->n_sims);
+        if (!a->cfg.quiet)
+          log_info("round %d done: epsilon %.4g, acceptance %.4f, %ld sims", a->round, p->epsilon,
+                   p->acceptance, p->n_sims);
         if (a->cfg.method == ABC_REJECTION) flags[1] = 1;
         if (a->round > 0 && p->acceptance < a->cfg.criterion) flags[1] = 1;
         if (a->round > 0 && a->cfg.epsilon > 0.0 && p->epsilon <= a->cfg.epsilon) flags[1] = 1;

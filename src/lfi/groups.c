@@ -15,8 +15,8 @@
  *    status, double time, result_len doubles, and the error message when status != 0.
  * The coordinator loops: take every result that has arrived (MPI_Iprobe) and give it to done();
  * top up the other groups' queues from next(); then, if next() has a task left, run it on its
- * own group (broadcast to its members, work(), done()); otherwise wait (MPI_Probe, blocking,
- * not polling) for the next result. When next() says done and nothing is in flight, it sends
+ * own group (broadcast to its members, work(), done()); otherwise wait for the next result
+ * (polling with naps, see nap_wait). When next() says done and nothing is in flight, it sends
  * STOP to every group. The final status is broadcast from the coordinator so that every rank
  * returns the same one. Buffers are made once per schedule; the loop allocates nothing. */
 #include "cerberus/groups.h"
@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { TAG_TASK = 7101, TAG_RESULT = 7102 };
 enum { KIND_TASK = 1, KIND_STOP = 2 };
@@ -99,6 +100,33 @@ typedef struct sched {
   char msg[GROUPS_MSG_LEN + 128];
 } sched;
 
+/* Waiting without spinning: Open MPI's blocking calls poll the network at full speed, which on
+ * a node with more ranks than free cores takes the core from the rank that has the work. So a
+ * waiting rank polls for ~50 us, then naps 20 us between polls (a task's latency grows by at
+ * most a nap; the queue of `depth` tasks hides it). */
+static void nap_wait(MPI_Request *req) {
+  int done = 0;
+  double t0 = MPI_Wtime();
+  for (MPI_Test(req, &done, MPI_STATUS_IGNORE); !done; MPI_Test(req, &done, MPI_STATUS_IGNORE))
+    if (MPI_Wtime() - t0 > 5e-5) nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+}
+
+static void nap_probe(MPI_Comm comm, int tag, MPI_Status *ms) {
+  int flag = 0;
+  double t0 = MPI_Wtime();
+  for (MPI_Iprobe(MPI_ANY_SOURCE, tag, comm, &flag, ms); !flag;
+       MPI_Iprobe(MPI_ANY_SOURCE, tag, comm, &flag, ms))
+    if (MPI_Wtime() - t0 > 5e-5) nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+}
+
+/* The task message to the group's members. Collective on g->comm. */
+static void group_bcast(sched *c) {
+  if (c->g->group_size == 1) return;
+  MPI_Request req;
+  MPI_Ibcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, c->g->comm, &req);
+  nap_wait(&req);
+}
+
 static void pack_task(sched *c, int64_t kind, int64_t index, const double *task) {
   memcpy(c->tbuf, &kind, 8);
   memcpy(c->tbuf + 8, &index, 8);
@@ -133,9 +161,12 @@ static int member_loop(sched *c) {
   groups *g = c->g;
   const size_t tl = c->s->task_len, rl = c->s->result_len;
   for (;;) {
-    if (g->is_root)
-      MPI_Recv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world, MPI_STATUS_IGNORE);
-    if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+    if (g->is_root) {
+      MPI_Request req;
+      MPI_Irecv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world, &req);
+      nap_wait(&req);
+    }
+    group_bcast(c);
     int64_t kind, index;
     memcpy(&kind, c->tbuf, 8);
     memcpy(&index, c->tbuf + 8, 8);
@@ -251,7 +282,7 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
         finished = true;
       } else if (what == GROUPS_TASK) {
         pack_task(c, KIND_TASK, index, c->task);
-        if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+        group_bcast(c);
         double time = 0.0;
         char msg[GROUPS_MSG_LEN];
         double t0 = MPI_Wtime();
@@ -288,7 +319,7 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
     }
     double t0 = MPI_Wtime();
     MPI_Status ms;
-    MPI_Probe(MPI_ANY_SOURCE, TAG_RESULT, g->world, &ms);
+    nap_probe(g->world, TAG_RESULT, &ms);
     t_wait += MPI_Wtime() - t0;
   }
   for (int r = 1; r < G; r++) {
@@ -296,7 +327,7 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
     MPI_Send(c->tbuf, (int)c->task_bytes, MPI_BYTE, r * g->group_size, TAG_TASK, g->world);
   }
   pack_task(c, KIND_STOP, -1, c->task);
-  if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+  group_bcast(c);
   if (stats) {
     stats->wall = MPI_Wtime() - t_start;
     stats->coord_time = stats->wall - t_work - t_wait;
