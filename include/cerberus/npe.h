@@ -38,6 +38,10 @@ enum npe_activation { NPE_SOFTPLUS = 0, NPE_RELU = 1, NPE_TANH = 2, NPE_IDENTITY
 /* For options_choice: the names in enum order. */
 #define NPE_ACTIVATION_CHOICES "softplus,relu,tanh,identity"
 const char *npe_activation_name(int act); /* Not collective. */
+/* An activation and its derivative at z (the engine's own, for other layers that offer the same
+ * choices, e.g. the IMNN's dense layers). Not collective. */
+double npe_activate(int act, double z);
+double npe_activate_deriv(int act, double z);
 
 typedef struct npe_layer_config {
   int kernel;     /* odd kernel size K: 3 or 5 */
@@ -49,7 +53,9 @@ typedef struct npe_layer_config {
 typedef struct npe_config {
   int n_layers;
   npe_layer_config layer[NPE_MAX_LAYERS];
-  double eps; /* x0 = ln(1 + delta + eps), default 1e-3 */
+  double eps;        /* x0 = ln(1 + delta + eps), default 1e-3 */
+  bool linear_input; /* x0 = delta itself (no log, eps unused): for inputs that are not
+                        densities, e.g. a standardised field (the IMNN's convolutional front end) */
 } npe_config;
 
 /* The paper's engine: one layer, K = 3, lmax 0, 1 channel, softplus, eps = 1e-3. */

@@ -30,6 +30,9 @@ const char *npe_activation_name(int act) {
   return (act >= 0 && act < 4) ? act_names[act] : "?";
 }
 
+static inline double act_f(int act, double z);
+static inline double act_d(int act, double z);
+
 struct npe {
   field *f;
   npe_config cfg;
@@ -46,6 +49,13 @@ struct npe {
   double *dz;                 /* workspace, owned, max channels */
   size_t bytes;
 };
+
+double npe_activate(int act, double z) {
+  return act_f(act, z);
+}
+double npe_activate_deriv(int act, double z) {
+  return act_d(act, z);
+}
 
 static PetscLogEvent ev_conv = 0, ev_conv_back = 0;
 
@@ -223,7 +233,9 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
   double *x0 = net->a[0] + (size_t)net->g[0] * nn;
   for (ptrdiff_t v = 0; v < nloc * nn; v++) {
     double y = 1.0 + delta[v] + eps;
-    if (!(y > 0) || !isfinite(y)) {
+    if (net->cfg.linear_input && isfinite(delta[v])) {
+      x0[v] = delta[v];
+    } else if (!(y > 0) || !isfinite(y)) {
       if (bad < 0) {
         bad = (long)(f->local_0_start * nn + v);
         badv = delta[v];
@@ -295,7 +307,8 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
   }
   if (grad_delta) {
     const double *d0 = net->da[0] + (size_t)net->g[0] * nn;
-    for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * exp(-net->x0[v]);
+    for (ptrdiff_t v = 0; v < nloc * nn; v++)
+      grad_delta[v] = net->cfg.linear_input ? d0[v] : d0[v] * exp(-net->x0[v]);
   }
   (void)PetscLogEventEnd(ev_conv_back, 0, 0, 0, 0);
   return CB_OK;
