@@ -66,13 +66,32 @@ for f in term kill; do
   ls $f.h5.* > /dev/null 2>&1 && { echo "FAIL: $f: leftovers $(ls $f.h5.*)"; fail=1; }
 done
 
-# 4. the benchmark and the NumPy yardstick run (tiny)
+# 4. an IMNN network (issue 13) as the compressor: a small band-power network trained on grf 16^3,
+# then a campaign whose posterior means land within 0.3 sd of the exact ones
+run "$EXE" imnn train -simulator grf -n_grid 16 -front bandpower -hidden 16:softplus -n_s 400 \
+  -n_d 200 -n_val 400 -n_d_val 200 -dtheta 0.02,0.02 -epochs 60 -patience 20 -learning_rate 0.01 \
+  -seed 3 -n_test 10 -o net16.h5
+run "$EXE" $A -compressor imnn -network net16.h5 -exact_grid 41 -o imnn.h5
+"$EXE" abc summary imnn.h5 > sum.txt 2>&1
+$PY - <<'PYEOF' || fail=1
+import sys
+rows = [l.split("]", 1)[-1].split() for l in open("sum.txt")]  # without the clock
+abc = {r[0]: (float(r[1]), float(r[2])) for r in rows if len(r) > 2 and r[0] in ("A", "B")}
+ex = [(float(r[2]), float(r[3])) for r in rows if len(r) > 3 and r[0] == "exact"]
+if len(abc) != 2 or len(ex) != 2:
+    print("FAIL: imnn campaign summary:", open("sum.txt").read()); sys.exit(1)
+for (m, s), (em, es) in zip((abc["A"], abc["B"]), ex):
+    if abs(m - em) > 0.3 * es or abs(s / es - 1) > 0.3:
+        print(f"FAIL: imnn campaign: {m} +- {s} vs exact {em} +- {es}"); sys.exit(1)
+PYEOF
+
+# 5. the benchmark and the NumPy yardstick run (tiny)
 run mpiexec -n 2 "$EXE" bench abc -n_grid 8 -n_sims 20 -repeat 1
 [ "$(grep -c '^abc,8,' out.txt)" -eq 2 ] || { echo "FAIL: bench abc rows: $(cat out.txt)"; fail=1; }
 run $PY "$SRC/scripts/abc_numpy_mpi4py.py" -n_grid 8 -n_sims 10 -repeat 1
 grep -q '^abc_numpy,8,1,10,' out.txt || { echo "FAIL: abc_numpy_mpi4py.py: $(cat out.txt)"; fail=1; }
 
-# 5. bad inputs, one by one
+# 6. bad inputs, one by one
 $PY - <<'PYEOF'
 import h5py
 with h5py.File("net_gauss.h5", "w") as f:
