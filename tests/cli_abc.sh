@@ -27,6 +27,16 @@ run "$EXE" abc summary g_file.h5
 grep -q "complete, " out.txt || { echo "FAIL: summary does not say complete: $(cat out.txt)"; fail=1; }
 grep -q "^.*exact " out.txt || { echo "FAIL: no exact posterior in the summary"; fail=1; }
 [ -e g_file.h5.journal ] && { echo "FAIL: the journal of a finished campaign is left"; fail=1; }
+# rejection alone, with a fixed epsilon: one round, every kept distance below it
+run "$EXE" abc run $G -theta_true 1.7 -obs_seed 3 -method rejection -epsilon 0.5 -o rej.h5
+$PY - <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+with h5py.File("rej.h5") as f:
+    d = np.array(f["posterior/distance"]); n = int(f.attrs["n_rounds"])
+    allrho = np.array(f["sims/distance"])
+if n != 1 or len(d) < 2 or d.max() >= 0.5 or len(d) != np.sum(allrho < 0.5):
+    print("FAIL: rejection with epsilon 0.5:", n, len(d), d.max(), np.sum(allrho < 0.5)); sys.exit(1)
+PYEOF
 
 # 2. the options file, shrunk, on 2 groups, and its picture
 run mpiexec -n 2 "$EXE" abc run -options_file "$SRC/params/abc_grf.opts" -n_grid 8 -n_initial 300 \
@@ -119,4 +129,6 @@ bad "-resume: no journal 'straight.h5.journal'" "" \
   "$EXE" $A -o straight.h5 -resume
 bad "-compressor score needs a simulator with an exact likelihood" bad8.h5 \
   "$EXE" abc run -simulator lpt -n_grid 8 -prior_lower 0.2,0.6 -prior_upper 0.4,1 -theta_true 0.3,0.8 -o bad8.h5
+bad "-epsilon 1e-09: 0 of the 1000 prior draws fall below it" "" \
+  "$EXE" abc run $G -theta_true 1.7 -method rejection -epsilon 1e-9 -o bad9.h5
 exit $fail

@@ -718,6 +718,14 @@ static int finish_round0(abc *a) {
   if (a->cfg.method == ABC_REJECTION && a->cfg.epsilon > 0.0) {
     keep = 0;
     while (keep < n0 && o[keep].rho < a->cfg.epsilon) keep++;
+    if (keep < 2) {
+      double closest = o[0].rho;
+      free(o);
+      return CB_ERROR(CB_ERR_INPUT,
+                      "-epsilon %g: %ld of the %ld prior draws fall below it (at least 2 needed; "
+                      "the closest is at %g)",
+                      a->cfg.epsilon, keep, n0, closest);
+    }
   }
   abc_population *p = NULL;
   int st = pops_push(a, &p);
