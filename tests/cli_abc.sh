@@ -4,7 +4,7 @@
 # -theta_true; params/abc_grf.opts runs (shrunk) on 2 groups and its picture is drawn; a
 # campaign stopped by SIGTERM (mpiexec, 2 groups) and one killed with SIGKILL (a torn journal)
 # both resume (on 1 group) to the same posterior as a straight run; then every bad input of
-# issue 14 provoked once. h5py makes the fake network file (skipped, exit 77, without it).
+# issue 14 provoked once; `bench abc` and scripts/abc_numpy_mpi4py.py run on a tiny grid. h5py makes the fake network file (skipped, exit 77, without it).
 PY=/usr/bin/python3
 $PY -c "import h5py, numpy, matplotlib" 2>/dev/null || { echo "SKIP: python3 with h5py, numpy, matplotlib needed"; exit 77; }
 . "$(dirname "$0")/cli_lib.sh" # EXE, Open MPI as root, cd to a temporary dir, run, bad
@@ -27,6 +27,16 @@ run "$EXE" abc summary g_file.h5
 grep -q "complete, " out.txt || { echo "FAIL: summary does not say complete: $(cat out.txt)"; fail=1; }
 grep -q "^.*exact " out.txt || { echo "FAIL: no exact posterior in the summary"; fail=1; }
 [ -e g_file.h5.journal ] && { echo "FAIL: the journal of a finished campaign is left"; fail=1; }
+# rejection alone, with a fixed epsilon: one round, every kept distance below it
+run "$EXE" abc run $G -theta_true 1.7 -obs_seed 3 -method rejection -epsilon 0.5 -o rej.h5
+$PY - <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+with h5py.File("rej.h5") as f:
+    d = np.array(f["posterior/distance"]); n = int(f.attrs["n_rounds"])
+    allrho = np.array(f["sims/distance"])
+if n != 1 or len(d) < 2 or d.max() >= 0.5 or len(d) != np.sum(allrho < 0.5):
+    print("FAIL: rejection with epsilon 0.5:", n, len(d), d.max(), np.sum(allrho < 0.5)); sys.exit(1)
+PYEOF
 
 # 2. the options file, shrunk, on 2 groups, and its picture
 run mpiexec -n 2 "$EXE" abc run -options_file "$SRC/params/abc_grf.opts" -n_grid 8 -n_initial 300 \
@@ -66,7 +76,32 @@ for f in term kill; do
   ls $f.h5.* > /dev/null 2>&1 && { echo "FAIL: $f: leftovers $(ls $f.h5.*)"; fail=1; }
 done
 
-# 4. bad inputs, one by one
+# 4. an IMNN network (issue 13) as the compressor: a small band-power network trained on grf 16^3,
+# then a campaign whose posterior means land within 0.3 sd of the exact ones
+run "$EXE" imnn train -simulator grf -n_grid 16 -front bandpower -hidden 16:softplus -n_s 400 \
+  -n_d 200 -n_val 400 -n_d_val 200 -dtheta 0.02,0.02 -epochs 60 -patience 20 -learning_rate 0.01 \
+  -seed 3 -n_test 10 -o net16.h5
+run "$EXE" $A -compressor imnn -network net16.h5 -exact_grid 41 -o imnn.h5
+"$EXE" abc summary imnn.h5 > sum.txt 2>&1
+$PY - <<'PYEOF' || fail=1
+import sys
+rows = [l.split("]", 1)[-1].split() for l in open("sum.txt")]  # without the clock
+abc = {r[0]: (float(r[1]), float(r[2])) for r in rows if len(r) > 2 and r[0] in ("A", "B")}
+ex = [(float(r[2]), float(r[3])) for r in rows if len(r) > 3 and r[0] == "exact"]
+if len(abc) != 2 or len(ex) != 2:
+    print("FAIL: imnn campaign summary:", open("sum.txt").read()); sys.exit(1)
+for (m, s), (em, es) in zip((abc["A"], abc["B"]), ex):
+    if abs(m - em) > 0.3 * es or abs(s / es - 1) > 0.3:
+        print(f"FAIL: imnn campaign: {m} +- {s} vs exact {em} +- {es}"); sys.exit(1)
+PYEOF
+
+# 5. the benchmark and the NumPy yardstick run (tiny)
+run mpiexec -n 2 "$EXE" bench abc -n_grid 8 -n_sims 20 -repeat 1
+[ "$(grep -c '^abc,8,' out.txt)" -eq 2 ] || { echo "FAIL: bench abc rows: $(cat out.txt)"; fail=1; }
+run $PY "$SRC/scripts/abc_numpy_mpi4py.py" -n_grid 8 -n_sims 10 -repeat 1
+grep -q '^abc_numpy,8,1,10,' out.txt || { echo "FAIL: abc_numpy_mpi4py.py: $(cat out.txt)"; fail=1; }
+
+# 6. bad inputs, one by one
 $PY - <<'PYEOF'
 import h5py
 with h5py.File("net_gauss.h5", "w") as f:
@@ -94,4 +129,6 @@ bad "-resume: no journal 'straight.h5.journal'" "" \
   "$EXE" $A -o straight.h5 -resume
 bad "-compressor score needs a simulator with an exact likelihood" bad8.h5 \
   "$EXE" abc run -simulator lpt -n_grid 8 -prior_lower 0.2,0.6 -prior_upper 0.4,1 -theta_true 0.3,0.8 -o bad8.h5
+bad "-epsilon 1e-09: 0 of the 1000 prior draws fall below it" "" \
+  "$EXE" abc run $G -theta_true 1.7 -method rejection -epsilon 1e-9 -o bad9.h5
 exit $fail

@@ -8,9 +8,9 @@
  * - the same campaign (grf 8^3, band powers calibrated on the groups, 3 PMC rounds) on one
  *   rank and on every group layout of the ranks (1 group of 2, 2 of 1, 3 of 1, 2 of 2, ...):
  *   the same particles and weights within 1e-10;
- * - stop-and-resume (a simulator that raises the stop flag after 700 simulations, as SIGTERM
- *   does): the resumed campaign equals the straight one bit for bit, and re-runs none of the
- *   journalled simulations;
+ * - stop-and-resume (a simulator that raises the stop flag after 2500 simulations, in a PMC round,
+ * as SIGTERM does): the resumed campaign equals the straight one bit for bit, and re-runs none of
+ * the journalled simulations;
  * - a user simulator registered through the public table that returns NaN for theta > 3:
  *   failures recorded in the campaign file, the campaign completes, and the posterior matches
  *   the exact one truncated to theta <= 3;
@@ -355,12 +355,12 @@ static void test_resume(void) {
   camp_wrap(&c, "straight.h5");
   TEST_STATUS(run(MPI_COMM_SELF, &c, a), CB_OK, "straight");
   camp_wrap(&c, "resumed.h5");
-  stop_after = 700;
+  stop_after = 2500; /* in the first PMC round (round 0 has 2000) */
   n_runs = 0;
   TEST_STATUS(run(MPI_COMM_SELF, &c, b), CB_OK, "stopped");
   stop_after = 0;
   stop_flag = 0;
-  TEST_CHECK(b->stopped && b->n_sims >= 699 && b->n_sims < 720, "stopped after %ld sims (%d)",
+  TEST_CHECK(b->stopped && b->n_sims >= 2499 && b->n_sims < 2520, "stopped after %ld sims (%d)",
              b->n_sims, b->stopped);
   long first = b->n_sims;
   char journal[4200];

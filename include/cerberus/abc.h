@@ -74,6 +74,7 @@ typedef struct abc_config {
   char path[4096];             /* the campaign file (-o) */
   bool resume;                 /* -resume */
   bool overwrite;              /* -overwrite */
+  bool quiet;                  /* no progress lines (benchmarks) */
   volatile sig_atomic_t *stop; /* set (by a signal handler) to stop after the tasks in flight */
 } abc_config;
 

@@ -6,7 +6,7 @@
  * group 0 and works on tasks of its own between serving the others.
  *
  * Dynamic scheduling (groups_schedule). The coordinator asks the caller's next() for tasks and
- * sends them to the group roots, keeping up to `depth` (2) tasks queued at each group, so that
+ * sends them to the group roots, keeping up to `depth` (4) tasks queued at each group, so that
  * a group that finishes a task finds the next one already in its inbox while the coordinator is
  * busy with a task of its own; results travel back as point-to-point messages and go to the
  * caller's done() on the coordinator as they arrive (in arrival order; a task is known by the
@@ -64,7 +64,7 @@ enum groups_next { GROUPS_TASK = 1, GROUPS_WAIT = 0, GROUPS_DONE = -1 };
 typedef struct groups_scheduler {
   size_t task_len;   /* doubles describing a task (0 allowed) */
   size_t result_len; /* doubles of a result */
-  int depth;         /* tasks queued at a group (0: 2) */
+  int depth;         /* tasks queued at a group (0: 4) */
   /* Coordinator only. Set *what to GROUPS_TASK (and fill *index, task[task_len]),
    * GROUPS_WAIT (nothing now; asked again when a result is in) or GROUPS_DONE. Return CB_OK or
    * an error. */

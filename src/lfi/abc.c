@@ -478,6 +478,7 @@ static bool draw_theta(abc *a, long k, int att, double *theta) {
 static int write_file(abc *a, bool complete);
 
 static void progress(abc *a, bool force) {
+  if (a->cfg.quiet) return;
   double now = MPI_Wtime();
   if (!force && now - a->t_progress < a->cfg.progress_interval) return;
   a->t_progress = now;
@@ -717,6 +718,14 @@ static int finish_round0(abc *a) {
   if (a->cfg.method == ABC_REJECTION && a->cfg.epsilon > 0.0) {
     keep = 0;
     while (keep < n0 && o[keep].rho < a->cfg.epsilon) keep++;
+    if (keep < 2) {
+      double closest = o[0].rho;
+      free(o);
+      return CB_ERROR(CB_ERR_INPUT,
+                      "-epsilon %g: %ld of the %ld prior draws fall below it (at least 2 needed; "
+                      "the closest is at %g)",
+                      a->cfg.epsilon, keep, n0, closest);
+    }
   }
   abc_population *p = NULL;
   int st = pops_push(a, &p);
@@ -972,8 +981,9 @@ int abc_round(abc *a, bool *done, bool *stopped) {
       if (st == CB_OK) {
         const abc_population *p = &a->pops[a->n_pops - 1];
         progress(a, true);
-        log_info("round %d done: epsilon %.4g, acceptance %.4f, %ld sims", a->round, p->epsilon,
-                 p->acceptance, p->n_sims);
+        if (!a->cfg.quiet)
+          log_info("round %d done: epsilon %.4g, acceptance %.4f, %ld sims", a->round, p->epsilon,
+                   p->acceptance, p->n_sims);
         if (a->cfg.method == ABC_REJECTION) flags[1] = 1;
         if (a->round > 0 && p->acceptance < a->cfg.criterion) flags[1] = 1;
         if (a->round > 0 && a->cfg.epsilon > 0.0 && p->epsilon <= a->cfg.epsilon) flags[1] = 1;

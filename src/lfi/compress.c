@@ -11,6 +11,7 @@
 #include "cerberus/compress.h"
 
 #include "cerberus/h5io.h"
+#include "cerberus/imnn.h"
 #include "cerberus/status.h"
 
 #include <gsl/gsl_errno.h>
@@ -62,7 +63,65 @@ static int network_check(simulator *sim, const char *path) {
   return st;
 }
 
+typedef struct compress_net {
+  imnn_model *m;
+  imnn_net *net;
+} compress_net;
+
+/* Read the network, check it fits the simulator's data, make its workspace. The summaries'
+ * statistics come from the file (theta*, mu, C, dmu/dtheta, F). Collective on sim->comm. */
+static int imnn_open(compressor *c, const char *path) {
+  simulator *sim = c->sim;
+  compress_net *cn;
+  CB_CALLOC(cn, 1);
+  c->net = cn;
+  CB_CALL(imnn_model_read(sim->comm, path, 0, &cn->m));
+  const imnn_arch *a = &cn->m->arch;
+  const bool field_front = a->front != IMNN_FRONT_IDENTITY;
+  CB_CHECK(field_front == sim->is_field, CB_ERR_INPUT,
+           "-network '%s' has the %s front end, which does not take the data of '%s'", path,
+           imnn_front_name(a->front), sim->type->name);
+  CB_CALL(
+      imnn_model_check_input(cn->m, path, field_front ? (long)sim->field->n : (long)sim->n_data));
+  CB_CHECK(!field_front || fabs(sim->field->L - a->box_size) <= 1e-9 * a->box_size, CB_ERR_INPUT,
+           "-network '%s' was trained in a box of %g Mpc/h, the simulator's is %g", path,
+           a->box_size, sim->field->L);
+  CB_CHECK(a->n_params == c->n_params, CB_ERR_INPUT,
+           "-network '%s' makes %d summaries, simulator '%s' has %d parameters", path, a->n_params,
+           sim->type->name, c->n_params);
+  CB_CALL(imnn_net_create(field_front ? sim->field : NULL, a, &cn->net));
+  CB_CALL(imnn_net_set_scaling(cn->net, cn->m->shift, cn->m->scale));
+  return CB_OK;
+}
+
+/* x = theta* + F^-1 dmu C^-1 (s - mu) with the network file's statistics (imnn_estimate). */
+static void imnn_map(compressor *c) {
+  const imnn_stats *st = &((compress_net *)c->net)->m->stats;
+  const int p = c->n_params;
+  for (int a = 0; a < p; a++) {
+    c->theta_fid[a] = st->theta_fid[a];
+    c->dtheta[a] = st->dtheta[a];
+    c->mu[a] = st->mu[a];
+  }
+  for (int a = 0; a < p; a++)
+    for (int r = 0; r < p; r++) {
+      double v = 0.0;
+      for (int b = 0; b < p; b++)
+        for (int s = 0; s < p; s++)
+          v += st->Finv[a * p + b] * st->dmu[b * p + s] * st->Cinv[s * p + r];
+      c->M[a * p + r] = v;
+    }
+  for (int i = 0; i < p * p; i++) c->F[i] = st->F[i];
+  c->calibrated = true;
+}
+
 static void compress_free(compressor *c) {
+  if (c->net) {
+    compress_net *cn = c->net;
+    imnn_net_destroy(&cn->net);
+    imnn_model_destroy(&cn->m);
+    free(cn);
+  }
   power_destroy(&c->pw);
   free(c->mu);
   free(c->M);
@@ -101,9 +160,8 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
   case COMPRESS_IMNN:
     CB_CHECK(cfg->network[0], CB_ERR_INPUT, "-compressor imnn needs -network FILE");
     CB_CALL(network_check(sim, cfg->network));
-    return CB_ERROR(CB_ERR_INPUT,
-                    "-compressor imnn: not built yet (the IMNN network loading of issue 13 is "
-                    "not in this build); use score, bandpower or identity");
+    n_raw = np;
+    break;
   default: return CB_ERROR(CB_ERR_INPUT, "-compressor: unknown kind %d", cfg->kind);
   }
   CB_CHECK(!cfg->fiducial_set || cfg->n_fiducial == np, CB_ERR_INPUT,
@@ -120,6 +178,7 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
     c->dtheta[a] = d;
   }
   int st = CB_OK;
+  if (c->kind == COMPRESS_IMNN) st = imnn_open(c, cfg->network);
   if (c->kind == COMPRESS_BANDPOWER) {
     power_config pc = {0};
     st = power_create(sim->field, &pc, &c->pw);
@@ -131,7 +190,8 @@ int compress_create(simulator *sim, const compress_config *cfg, compressor **out
     c->M = calloc((size_t)(np * n_raw), sizeof(double));
     if (!c->mu || !c->M) st = CB_ERROR(CB_ERR_MEM, "out of memory for the compressor");
   }
-  if (st == CB_OK && c->kind != COMPRESS_SCORE) {
+  if (st == CB_OK && c->kind == COMPRESS_IMNN) imnn_map(c);
+  if (st == CB_OK && (c->kind == COMPRESS_BANDPOWER || c->kind == COMPRESS_IDENTITY)) {
     c->n_s = cfg->n_s;
     c->n_d = cfg->n_d;
     for (int a = 0; a < np && st == CB_OK; a++)
@@ -181,6 +241,11 @@ int compress_raw(compressor *c, const double *data, double *s) {
     memcpy(s, c->pw->pk, (size_t)c->n_raw * sizeof(double));
     break;
   case COMPRESS_IDENTITY: memcpy(s, data, (size_t)c->n_raw * sizeof(double)); break;
+  case COMPRESS_IMNN: {
+    compress_net *cn = c->net;
+    CB_CALL(imnn_net_apply(cn->net, cn->m->w, data, s));
+    break;
+  }
   default: return CB_ERROR(CB_ERR_INTERNAL, "compress_raw: kind %d", c->kind);
   }
   return CB_OK;

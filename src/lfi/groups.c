@@ -15,10 +15,13 @@
  *    status, double time, result_len doubles, and the error message when status != 0.
  * The coordinator loops: take every result that has arrived (MPI_Iprobe) and give it to done();
  * top up the other groups' queues from next(); then, if next() has a task left, run it on its
- * own group (broadcast to its members, work(), done()); otherwise wait (MPI_Probe, blocking,
- * not polling) for the next result. When next() says done and nothing is in flight, it sends
- * STOP to every group. The final status is broadcast from the coordinator so that every rank
- * returns the same one. Buffers are made once per schedule; the loop allocates nothing. */
+ * own group (broadcast to its members, work(), done()); otherwise wait for the next result
+ * (polling with naps, see nap_wait). When next() says done and nothing is in flight, it sends
+ * STOP to every group. Sends are MPI_Isend from buffers kept until they complete: with Open MPI
+ * a blocking send of even a small message was measured to wait for the receiver's next MPI call
+ * (for a result: the coordinator's next pause between its own simulations), which left the other
+ * group idle half the time. The final status is broadcast from the coordinator so that every
+ * rank returns the same one. Buffers are made once per schedule; the loop allocates nothing. */
 #include "cerberus/groups.h"
 
 #include "cerberus/status.h"
@@ -26,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum { TAG_TASK = 7101, TAG_RESULT = 7102 };
 enum { KIND_TASK = 1, KIND_STOP = 2 };
@@ -90,6 +94,13 @@ typedef struct sched {
   int depth;
   size_t task_bytes, result_bytes;
   unsigned char *tbuf, *rbuf; /* one task message, one result message */
+  /* messages being sent (MPI_Isend: a blocking send of even a small message can wait until the
+   * receiver, busy with a simulation, next calls MPI): the coordinator's ring slots and STOPs,
+   * a group root's two result buffers used in turn */
+  unsigned char *sbuf;
+  size_t sbytes;
+  MPI_Request *sreq;
+  int n_sreq, next_rs;
   /* coordinator: per group a ring of the tasks in flight */
   int64_t *ring_index; /* [G * depth] */
   double *ring_task;   /* [G * depth * task_len] */
@@ -98,6 +109,39 @@ typedef struct sched {
   int status;            /* first error (coordinator) */
   char msg[GROUPS_MSG_LEN + 128];
 } sched;
+
+/* Waiting without spinning: Open MPI's blocking calls poll the network at full speed, which on
+ * a node with more ranks than free cores takes the core from the rank that has the work. So a
+ * waiting rank polls for ~50 us, then naps 20 us between polls (a task's latency grows by at
+ * most a nap; the queue of `depth` tasks hides it). */
+static void nap_wait(MPI_Request *req) {
+  int done = 0;
+  double t0 = MPI_Wtime();
+  for (MPI_Test(req, &done, MPI_STATUS_IGNORE); !done; MPI_Test(req, &done, MPI_STATUS_IGNORE))
+    if (MPI_Wtime() - t0 > 5e-5) nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+}
+
+static void nap_probe(MPI_Comm comm, int tag, MPI_Status *ms) {
+  int flag = 0;
+  double t0 = MPI_Wtime();
+  for (MPI_Iprobe(MPI_ANY_SOURCE, tag, comm, &flag, ms); !flag;
+       MPI_Iprobe(MPI_ANY_SOURCE, tag, comm, &flag, ms))
+    if (MPI_Wtime() - t0 > 5e-5) nanosleep(&(struct timespec){.tv_nsec = 20000}, NULL);
+}
+
+/* The task message to the group's members. Collective on g->comm. */
+static void group_bcast(sched *c) {
+  if (c->g->group_size == 1) return;
+  MPI_Request req;
+  MPI_Ibcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, c->g->comm, &req);
+  nap_wait(&req);
+}
+
+/* Send buffer k, once its previous send has completed. */
+static unsigned char *send_buffer(sched *c, int k) {
+  if (c->sreq[k] != MPI_REQUEST_NULL) nap_wait(&c->sreq[k]);
+  return c->sbuf + (size_t)k * c->sbytes;
+}
 
 static void pack_task(sched *c, int64_t kind, int64_t index, const double *task) {
   memcpy(c->tbuf, &kind, 8);
@@ -133,9 +177,12 @@ static int member_loop(sched *c) {
   groups *g = c->g;
   const size_t tl = c->s->task_len, rl = c->s->result_len;
   for (;;) {
-    if (g->is_root)
-      MPI_Recv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world, MPI_STATUS_IGNORE);
-    if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+    if (g->is_root) {
+      MPI_Request req;
+      MPI_Irecv(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, TAG_TASK, g->world, &req);
+      nap_wait(&req);
+    }
+    group_bcast(c);
     int64_t kind, index;
     memcpy(&kind, c->tbuf, 8);
     memcpy(&index, c->tbuf + 8, 8);
@@ -150,7 +197,11 @@ static int member_loop(sched *c) {
       memcpy(c->rbuf + 8, &st64, 8);
       memcpy(c->rbuf + 16, &time, 8);
       if (rl) memcpy(c->rbuf + 24, c->result, rl * sizeof(double));
-      MPI_Send(c->rbuf, (int)c->result_bytes, MPI_BYTE, 0, TAG_RESULT, g->world);
+      int k = c->next_rs;
+      c->next_rs = 1 - k;
+      unsigned char *b = send_buffer(c, k);
+      memcpy(b, c->rbuf, c->result_bytes);
+      MPI_Isend(b, (int)c->result_bytes, MPI_BYTE, 0, TAG_RESULT, g->world, &c->sreq[k]);
     }
   }
   return CB_OK;
@@ -236,7 +287,10 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
         c->ring_n[r]++;
         in_flight++;
         pack_task(c, KIND_TASK, index, c->task);
-        MPI_Send(c->tbuf, (int)c->task_bytes, MPI_BYTE, r * g->group_size, TAG_TASK, g->world);
+        unsigned char *b = send_buffer(c, slot);
+        memcpy(b, c->tbuf, c->task_bytes);
+        MPI_Isend(b, (int)c->task_bytes, MPI_BYTE, r * g->group_size, TAG_TASK, g->world,
+                  &c->sreq[slot]);
       }
     }
     /* 3. a task for the coordinator's own group */
@@ -251,7 +305,7 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
         finished = true;
       } else if (what == GROUPS_TASK) {
         pack_task(c, KIND_TASK, index, c->task);
-        if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+        group_bcast(c);
         double time = 0.0;
         char msg[GROUPS_MSG_LEN];
         double t0 = MPI_Wtime();
@@ -288,15 +342,18 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
     }
     double t0 = MPI_Wtime();
     MPI_Status ms;
-    MPI_Probe(MPI_ANY_SOURCE, TAG_RESULT, g->world, &ms);
+    nap_probe(g->world, TAG_RESULT, &ms);
     t_wait += MPI_Wtime() - t0;
   }
   for (int r = 1; r < G; r++) {
     pack_task(c, KIND_STOP, -1, c->task);
-    MPI_Send(c->tbuf, (int)c->task_bytes, MPI_BYTE, r * g->group_size, TAG_TASK, g->world);
+    unsigned char *b = send_buffer(c, G * c->depth + r);
+    memcpy(b, c->tbuf, c->task_bytes);
+    MPI_Isend(b, (int)c->task_bytes, MPI_BYTE, r * g->group_size, TAG_TASK, g->world,
+              &c->sreq[G * c->depth + r]);
   }
   pack_task(c, KIND_STOP, -1, c->task);
-  if (g->group_size > 1) MPI_Bcast(c->tbuf, (int)c->task_bytes, MPI_BYTE, 0, g->comm);
+  group_bcast(c);
   if (stats) {
     stats->wall = MPI_Wtime() - t_start;
     stats->coord_time = stats->wall - t_work - t_wait;
@@ -307,6 +364,8 @@ static int coordinator_loop(sched *c, groups_stats *stats) {
 static void sched_free(sched *c) {
   free(c->tbuf);
   free(c->rbuf);
+  free(c->sbuf);
+  free(c->sreq);
   free(c->ring_index);
   free(c->ring_task);
   free(c->ring_head);
@@ -316,21 +375,27 @@ static void sched_free(sched *c) {
 }
 
 int groups_schedule(groups *g, const groups_scheduler *s, groups_stats *stats) {
-  sched c = {.g = g, .s = s, .depth = s->depth > 0 ? s->depth : 2, .status = CB_OK};
+  sched c = {.g = g, .s = s, .depth = s->depth > 0 ? s->depth : 4, .status = CB_OK};
   if (stats) *stats = (groups_stats){0};
   const int G = g->n_groups;
   c.task_bytes = 16 + s->task_len * sizeof(double);
   c.result_bytes = 24 + s->result_len * sizeof(double) + GROUPS_MSG_LEN;
   c.tbuf = calloc(c.task_bytes, 1);
   c.rbuf = calloc(c.result_bytes, 1);
+  c.sbytes = c.task_bytes > c.result_bytes ? c.task_bytes : c.result_bytes;
+  c.n_sreq = G * c.depth + G > 2 ? G * c.depth + G : 2;
+  c.sbuf = calloc((size_t)c.n_sreq, c.sbytes);
+  c.sreq = malloc((size_t)c.n_sreq * sizeof *c.sreq);
+  if (c.sreq)
+    for (int k = 0; k < c.n_sreq; k++) c.sreq[k] = MPI_REQUEST_NULL;
   c.ring_index = calloc((size_t)(G * c.depth), sizeof *c.ring_index);
   c.ring_task = calloc((size_t)(G * c.depth) * (s->task_len ? s->task_len : 1), sizeof(double));
   c.ring_head = calloc((size_t)G, sizeof(int));
   c.ring_n = calloc((size_t)G, sizeof(int));
   c.task = calloc(s->task_len ? s->task_len : 1, sizeof(double));
   c.result = calloc(s->result_len ? s->result_len : 1, sizeof(double));
-  int ok = c.tbuf && c.rbuf && c.ring_index && c.ring_task && c.ring_head && c.ring_n && c.task &&
-           c.result;
+  int ok = c.tbuf && c.rbuf && c.sbuf && c.sreq && c.ring_index && c.ring_task && c.ring_head &&
+           c.ring_n && c.task && c.result;
   int all_ok = ok;
   MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, g->world);
   if (!all_ok) {
@@ -341,6 +406,8 @@ int groups_schedule(groups *g, const groups_scheduler *s, groups_stats *stats) {
     coordinator_loop(&c, stats);
   else
     member_loop(&c);
+  for (int k = 0; k < c.n_sreq; k++) /* every send has been received by now */
+    if (c.sreq[k] != MPI_REQUEST_NULL) nap_wait(&c.sreq[k]);
   /* every rank returns the coordinator's verdict */
   int st = c.status;
   MPI_Bcast(&st, 1, MPI_INT, 0, g->world);
