@@ -38,6 +38,12 @@ enum npe_activation { NPE_SOFTPLUS = 0, NPE_RELU = 1, NPE_TANH = 2, NPE_IDENTITY
 /* For options_choice: the names in enum order. */
 #define NPE_ACTIVATION_CHOICES "softplus,relu,tanh,identity"
 const char *npe_activation_name(int act); /* Not collective. */
+/* An activation and its derivative at z (the engine's own, for other layers that offer the same
+ * choices, e.g. the IMNN's dense layers). Not collective. */
+double npe_activate(int act, double z);
+double npe_activate_deriv(int act, double z);
+/* The activation of that name (NPE_ACTIVATION_CHOICES), -1 if none. Not collective. */
+int npe_activation_index(const char *name);
 
 typedef struct npe_layer_config {
   int kernel;     /* odd kernel size K: 3 or 5 */
@@ -49,13 +55,20 @@ typedef struct npe_layer_config {
 typedef struct npe_config {
   int n_layers;
   npe_layer_config layer[NPE_MAX_LAYERS];
-  double eps; /* x0 = ln(1 + delta + eps), default 1e-3 */
+  double eps;        /* x0 = ln(1 + delta + eps), default 1e-3 */
+  bool linear_input; /* x0 = delta itself (no log, eps unused): for inputs that are not
+                        densities, e.g. a standardised field (the IMNN's convolutional front end) */
 } npe_config;
 
 /* The paper's engine: one layer, K = 3, lmax 0, 1 channel, softplus, eps = 1e-3. */
 void npe_config_default(npe_config *cfg); /* Not collective. */
 /* CB_ERR_INPUT naming the offending value (K not 3/5, lmax not 0..2, ...). Not collective. */
 int npe_config_check(const npe_config *cfg);
+/* Layers from "K:lmax:channels:activation,..." (e.g. "3:0:1:softplus") into cfg->layer and
+ * cfg->n_layers; spec is cut up (strtok). CB_ERR_INPUT naming option for a malformed entry, an
+ * unknown activation or too many layers (the values are checked by npe_config_check).
+ * Not collective. */
+int npe_layers_parse(const char *option, char *spec, npe_config *cfg);
 /* Output channels of layer l, input channels of layer l (1 for l = 0). */
 int npe_layer_out_channels(const npe_config *cfg, int l);
 int npe_layer_in_channels(const npe_config *cfg, int l);

@@ -12,6 +12,7 @@
 #ifndef CERBERUS_WEIGHTS_H
 #define CERBERUS_WEIGHTS_H
 
+#include "cerberus/h5io.h"
 #include "cerberus/mdn.h"
 #include "cerberus/npe.h"
 #include "cerberus/options.h"
@@ -51,6 +52,12 @@ int weights_write(MPI_Comm comm, const char *path, bool overwrite, const weights
 int weights_read(MPI_Comm comm, const char *path, weights_arch *a, double **w);
 /* Same, but also refuse (CB_ERR_INPUT naming the file) an architecture different from want. */
 int weights_read_expect(MPI_Comm comm, const char *path, const weights_arch *want, double **w);
+/* An engine's layers as root attributes: the count count_name, then per layer l
+ * <prefix><l>_kernel, _lmax, _channels, _activation (name); the read checks the count and the
+ * activation names, naming the file. Collective (h5io). */
+int weights_write_layers(h5file *h, const char *count_name, const char *prefix,
+                         const npe_config *c);
+int weights_read_layers(h5file *h, const char *count_name, const char *prefix, npe_config *c);
 /* Same architecture? Not collective. */
 bool weights_arch_equal(const weights_arch *a, const weights_arch *b);
 

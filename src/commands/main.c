@@ -28,6 +28,8 @@ const command command_table[] = {
     {"weights", cmd_weights, "weights files for an architecture (weights init -o FILE)"},
     {"loglike", cmd_loglike, "ln L of a catalogue given a field and weights, with gradients"},
     {"hmf", cmd_hmf, "the mass function of a model in bins of delta, beside a catalogue's"},
+    {"imnn", cmd_imnn, "information maximising networks: imnn train, compress, fisher"},
+    {"abc", cmd_abc, "ABC campaigns over rank groups: abc run | observe | summary FILE"},
     {NULL, NULL, NULL}};
 
 static void usage(FILE *out) {

@@ -33,6 +33,9 @@ const char *npe_activation_name(int act) {
   return (act >= 0 && act < 4) ? act_names[act] : "?";
 }
 
+static inline double act_f(int act, double z);
+static inline double act_d(int act, double z);
+
 struct npe {
   field *f;
   npe_config cfg;
@@ -49,6 +52,37 @@ struct npe {
   double *dz;                 /* workspace, owned, max channels */
   size_t bytes;
 };
+
+double npe_activate(int act, double z) {
+  return act_f(act, z);
+}
+double npe_activate_deriv(int act, double z) {
+  return act_d(act, z);
+}
+
+int npe_activation_index(const char *name) {
+  for (int i = 0; i < 4; i++)
+    if (!strcmp(name, act_names[i])) return i;
+  return -1;
+}
+
+int npe_layers_parse(const char *option, char *spec, npe_config *cfg) {
+  int nl = 0;
+  char *save = NULL;
+  for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    CB_CHECK(nl < NPE_MAX_LAYERS, CB_ERR_INPUT, "%s: at most %d layers", option, NPE_MAX_LAYERS);
+    int K, lmax, ch;
+    char act[64] = "";
+    CB_CHECK(sscanf(tok, "%d:%d:%d:%63s", &K, &lmax, &ch, act) == 4, CB_ERR_INPUT,
+             "%s: '%s' is not K:lmax:channels:activation (e.g. 3:0:1:softplus)", option, tok);
+    int ai = npe_activation_index(act);
+    CB_CHECK(ai >= 0, CB_ERR_INPUT, "%s: unknown activation '%s' (choose from %s)", option, act,
+             NPE_ACTIVATION_CHOICES);
+    cfg->layer[nl++] = (npe_layer_config){K, lmax, ch, ai};
+  }
+  cfg->n_layers = nl;
+  return CB_OK;
+}
 
 static PetscLogEvent ev_conv = 0, ev_conv_back = 0;
 
@@ -180,9 +214,14 @@ void npe_destroy(npe **pnet) {
   *pnet = NULL;
 }
 
-/* The activations other than softplus (which goes through vmath_softplus) and their slopes. */
+/* The activations and their slopes, one value at a time (the layers' softplus goes through
+ * vmath_softplus, four at a time; npe_activate, used by dense networks, through these). */
 static inline double act_f(int act, double z) {
   switch (act) {
+  case NPE_SOFTPLUS: {
+    double t = exp(-fabs(z)), u = 1.0 + t; /* log1p(t) with Goldberg's correction, see mdn.c */
+    return fmax(z, 0.0) + (u == 1.0 ? t : log(u) * t / (u - 1.0));
+  }
   case NPE_RELU: return z > 0 ? z : 0.0;
   case NPE_TANH: return tanh(z);
   default: return z;
@@ -191,6 +230,10 @@ static inline double act_f(int act, double z) {
 
 static inline double act_d(int act, double z) {
   switch (act) {
+  case NPE_SOFTPLUS: {
+    double e = exp(-fabs(z)); /* the logistic function, without overflow */
+    return z >= 0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+  }
   case NPE_RELU: return z > 0 ? 1.0 : 0.0;
   case NPE_TANH: {
     double t = tanh(z);
@@ -216,7 +259,9 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
   double *x0 = net->a[0] + (size_t)net->g[0] * nn;
   for (ptrdiff_t v = 0; v < nloc * nn; v++) {
     double y = 1.0 + delta[v] + eps;
-    if (!(y > 0) || !isfinite(y)) {
+    if (net->cfg.linear_input && isfinite(delta[v])) {
+      x0[v] = delta[v];
+    } else if (!(y > 0) || !isfinite(y)) {
       if (bad < 0) {
         bad = (long)(f->local_0_start * nn + v);
         badv = delta[v];
@@ -226,7 +271,7 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
       x0[v] = y;
     }
   }
-  vmath_log(nloc * nn, x0, x0);
+  if (!net->cfg.linear_input) vmath_log(nloc * nn, x0, x0);
   long mine = bad < 0 ? -1 : bad, first = -1;
   struct {
     long idx;
@@ -295,10 +340,14 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
   }
   if (grad_delta) {
     const double *d0 = net->da[0] + (size_t)net->g[0] * nn;
-    double *e = net->dz; /* 1 / (1 + delta + eps) */
-    for (ptrdiff_t v = 0; v < nloc * nn; v++) e[v] = -net->x0[v];
-    vmath_exp(nloc * nn, e, e);
-    for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * e[v];
+    if (net->cfg.linear_input) {
+      memcpy(grad_delta, d0, (size_t)(nloc * nn) * sizeof(double));
+    } else {
+      double *e = net->dz; /* 1 / (1 + delta + eps) */
+      for (ptrdiff_t v = 0; v < nloc * nn; v++) e[v] = -net->x0[v];
+      vmath_exp(nloc * nn, e, e);
+      for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * e[v];
+    }
   }
   (void)PetscLogEventEnd(ev_conv_back, 0, 0, 0, 0);
   return CB_OK;

@@ -77,12 +77,6 @@ bool weights_arch_equal(const weights_arch *a, const weights_arch *b) {
   return true;
 }
 
-static int act_index(const char *name) {
-  for (int i = 0; i < 4; i++)
-    if (!strcmp(name, npe_activation_name(i))) return i;
-  return -1;
-}
-
 int weights_arch_from_options(options *o, weights_arch *a) {
   weights_arch_default(a);
   CB_CALL(options_choice(o, "-model", "model: the neural engine or the power-law baseline",
@@ -90,21 +84,7 @@ int weights_arch_from_options(options *o, weights_arch *a) {
   char spec[1024];
   CB_CALL(options_string(o, "-layers", "engine layers, comma-separated K:lmax:channels:activation",
                          "3:0:1:softplus", spec, sizeof spec, NULL));
-  int nl = 0;
-  char *save = NULL;
-  for (char *tok = strtok_r(spec, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    CB_CHECK(nl < NPE_MAX_LAYERS, CB_ERR_INPUT, "-layers: at most %d layers", NPE_MAX_LAYERS);
-    int K, lmax, ch;
-    char act[64] = "";
-    int got = sscanf(tok, "%d:%d:%d:%63s", &K, &lmax, &ch, act);
-    CB_CHECK(got == 4, CB_ERR_INPUT,
-             "-layers: '%s' is not K:lmax:channels:activation (e.g. 3:0:1:softplus)", tok);
-    int ai = act_index(act);
-    CB_CHECK(ai >= 0, CB_ERR_INPUT, "-layers: unknown activation '%s' (choose from %s)", act,
-             NPE_ACTIVATION_CHOICES);
-    a->npe.layer[nl++] = (npe_layer_config){K, lmax, ch, ai};
-  }
-  a->npe.n_layers = nl;
+  CB_CALL(npe_layers_parse("-layers", spec, &a->npe));
   CB_CALL(options_real(o, "-eps", "x0 = ln(1 + delta + eps)", 1e-3, &a->npe.eps));
   long G = 2;
   CB_CALL(options_int(o, "-n_gauss", "Gaussians in the mass function", 2, &G));
@@ -117,30 +97,67 @@ int weights_arch_from_options(options *o, weights_arch *a) {
   return CB_OK;
 }
 
+int weights_write_layers(h5file *h, const char *count_name, const char *prefix,
+                         const npe_config *c) {
+  char name[96];
+  CB_CALL(h5io_attr_write_long(h, "/", count_name, c->n_layers));
+  for (int l = 0; l < c->n_layers; l++) {
+    const npe_layer_config *y = &c->layer[l];
+    snprintf(name, sizeof name, "%s%d_kernel", prefix, l);
+    CB_CALL(h5io_attr_write_long(h, "/", name, y->kernel));
+    snprintf(name, sizeof name, "%s%d_lmax", prefix, l);
+    CB_CALL(h5io_attr_write_long(h, "/", name, y->lmax));
+    snprintf(name, sizeof name, "%s%d_channels", prefix, l);
+    CB_CALL(h5io_attr_write_long(h, "/", name, y->channels));
+    snprintf(name, sizeof name, "%s%d_activation", prefix, l);
+    CB_CALL(h5io_attr_write_string(h, "/", name, npe_activation_name(y->activation)));
+  }
+  return CB_OK;
+}
+
+int weights_read_layers(h5file *h, const char *count_name, const char *prefix, npe_config *c) {
+  char name[96], buf[64];
+  long x;
+  CB_CALL(h5io_attr_read_long(h, "/", count_name, &x));
+  CB_CHECK(x >= 1 && x <= NPE_MAX_LAYERS, CB_ERR_INPUT, "'%s': %s %ld outside 1..%d", h5io_path(h),
+           count_name, x, NPE_MAX_LAYERS);
+  c->n_layers = (int)x;
+  for (int l = 0; l < c->n_layers; l++) {
+    npe_layer_config *y = &c->layer[l];
+    snprintf(name, sizeof name, "%s%d_kernel", prefix, l);
+    CB_CALL(h5io_attr_read_long(h, "/", name, &x));
+    y->kernel = (int)x;
+    snprintf(name, sizeof name, "%s%d_lmax", prefix, l);
+    CB_CALL(h5io_attr_read_long(h, "/", name, &x));
+    y->lmax = (int)x;
+    snprintf(name, sizeof name, "%s%d_channels", prefix, l);
+    CB_CALL(h5io_attr_read_long(h, "/", name, &x));
+    y->channels = (int)x;
+    snprintf(name, sizeof name, "%s%d_activation", prefix, l);
+    CB_CALL(h5io_attr_read_string(h, "/", name, buf, sizeof buf));
+    y->activation = npe_activation_index(buf);
+    CB_CHECK(y->activation >= 0, CB_ERR_INPUT, "'%s': layer %d has unknown activation '%s'",
+             h5io_path(h), l, buf);
+  }
+  return CB_OK;
+}
+
 int weights_write(MPI_Comm comm, const char *path, bool overwrite, const weights_arch *a,
                   const double *w, const options *o) {
   h5file *h = NULL;
   CB_CALL(h5io_create(comm, path, overwrite, &h));
   int st = CB_OK;
   size_t nw = weights_count(a);
-  char name[64];
 #define TRY(x)                                                                                     \
   if ((st = (x))) goto fail
   if (o) TRY(h5io_write_provenance(h, o));
   TRY(h5io_write_array(h, "/weights", 1, &nw, w));
   TRY(h5io_attr_write_string(h, "/", "model", a->model == WEIGHTS_NPE ? "npe" : "powerlaw"));
   TRY(h5io_attr_write_long(h, "/", "n_weights", (long)nw));
-  TRY(h5io_attr_write_long(h, "/", "n_layers", a->model == WEIGHTS_NPE ? a->npe.n_layers : 0));
-  for (int l = 0; a->model == WEIGHTS_NPE && l < a->npe.n_layers; l++) {
-    const npe_layer_config *c = &a->npe.layer[l];
-    snprintf(name, sizeof name, "layer%d_kernel", l);
-    TRY(h5io_attr_write_long(h, "/", name, c->kernel));
-    snprintf(name, sizeof name, "layer%d_lmax", l);
-    TRY(h5io_attr_write_long(h, "/", name, c->lmax));
-    snprintf(name, sizeof name, "layer%d_channels", l);
-    TRY(h5io_attr_write_long(h, "/", name, c->channels));
-    snprintf(name, sizeof name, "layer%d_activation", l);
-    TRY(h5io_attr_write_string(h, "/", name, npe_activation_name(c->activation)));
+  if (a->model == WEIGHTS_NPE) {
+    TRY(weights_write_layers(h, "n_layers", "layer", &a->npe));
+  } else {
+    TRY(h5io_attr_write_long(h, "/", "n_layers", 0));
   }
   TRY(h5io_attr_write_double(h, "/", "eps", a->npe.eps));
   TRY(h5io_attr_write_long(h, "/", "n_gauss", a->mdn.n_gauss));
@@ -162,7 +179,7 @@ int weights_read(MPI_Comm comm, const char *path, weights_arch *a, double **w) {
   CB_CALL(h5io_open(comm, path, &h));
   int st = CB_OK;
   double *v = NULL;
-  char buf[64], name[64];
+  char buf[64];
   long x;
 #define TRY(e)                                                                                     \
   if ((st = (e))) goto fail
@@ -177,33 +194,7 @@ int weights_read(MPI_Comm comm, const char *path, weights_arch *a, double **w) {
     goto fail;
   }
   if (a->model == WEIGHTS_NPE) {
-    TRY(h5io_attr_read_long(h, "/", "n_layers", &x));
-    if (x < 1 || x > NPE_MAX_LAYERS) {
-      st = CB_ERROR(CB_ERR_INPUT, "weights '%s': n_layers %ld outside 1..%d", path, x,
-                    NPE_MAX_LAYERS);
-      goto fail;
-    }
-    a->npe.n_layers = (int)x;
-    for (int l = 0; l < a->npe.n_layers; l++) {
-      npe_layer_config *c = &a->npe.layer[l];
-      snprintf(name, sizeof name, "layer%d_kernel", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->kernel = (int)x;
-      snprintf(name, sizeof name, "layer%d_lmax", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->lmax = (int)x;
-      snprintf(name, sizeof name, "layer%d_channels", l);
-      TRY(h5io_attr_read_long(h, "/", name, &x));
-      c->channels = (int)x;
-      snprintf(name, sizeof name, "layer%d_activation", l);
-      TRY(h5io_attr_read_string(h, "/", name, buf, sizeof buf));
-      c->activation = act_index(buf);
-      if (c->activation < 0) {
-        st = CB_ERROR(CB_ERR_INPUT, "weights '%s': layer %d has unknown activation '%s'", path, l,
-                      buf);
-        goto fail;
-      }
-    }
+    TRY(weights_read_layers(h, "n_layers", "layer", &a->npe));
   }
   TRY(h5io_attr_read_double(h, "/", "eps", &a->npe.eps));
   TRY(h5io_attr_read_long(h, "/", "n_gauss", &x));
