@@ -25,5 +25,7 @@ int cmd_bench(int argc, char **argv, MPI_Comm comm);
 int cmd_weights(int argc, char **argv, MPI_Comm comm);
 int cmd_loglike(int argc, char **argv, MPI_Comm comm);
 int cmd_hmf(int argc, char **argv, MPI_Comm comm);
+int cmd_infer(int argc, char **argv, MPI_Comm comm);
+int cmd_diagnose(int argc, char **argv, MPI_Comm comm);
 
 #endif
