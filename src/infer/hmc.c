@@ -1,44 +1,971 @@
-/* hmc: step-wise HMC, HMCLET's quasi-Newton variant and MAMS (include/cerberus/hmc.h,
- * MODEL.md section 8). Work in progress. */
+/* hmc: step-wise Hamiltonian Monte Carlo (HMCLET) and the Metropolis-adjusted microcanonical
+ * sampler (include/cerberus/hmc.h, MODEL.md section 8).
+ *
+ * One hmc_step is one trajectory followed by a Metropolis test:
+ *  - HMC: momentum p ~ N(0, M), M = C^-1 (C: unit, the diagonal or dense Welford covariance,
+ *    or the BFGS inverse-Hessian estimate B); kinetic energy K = p^T C p / 2; a symplectic
+ *    splitting K(a_0 eps) D(b_0 eps) K(a_1 eps) ... D(b_{m-1} eps) K(a_m eps) per step, kick
+ *    p += a eps grad ln p, drift q += b eps C p (leapfrog m = 1, Omelyan m = 2, Yoshida m = 3);
+ *    accept with min(1, exp(-dH)).
+ *  - MAMS: unit velocity u in the coordinates z with q = S z (S = sqrt(C) diagonal or C's
+ *    Cholesky factor), the ESH velocity update in place of the kick (Steeg & Galstyan 2021;
+ *    Robnik et al. 2023, 2025): with g = S^T grad, e = g/|g|, delta = a eps |g| / (d - 1),
+ *    zeta = exp(-delta): u <- normalise(e (1 - zeta)(1 + zeta + u.e (1 - zeta)) + 2 zeta u) and
+ *    the kinetic energy changes by (d - 1)(delta - ln 2 + ln(1 + u.e + (1 - u.e) zeta^2)); the
+ *    drift is q += b eps S u; accept with min(1, exp(-(dK - d ln p))).
+ * Warm-up (Stan's windows): a fast initial buffer, slow windows doubling in length in which the
+ * Welford covariance is gathered (the metric updated and the dual averaging restarted at each
+ * window's end), a fast final buffer (where MAMS records its draws to tune L); the step size by
+ * dual averaging throughout. The quasi-Newton variant updates B from each integration step's
+ * (s, y) pair, into a copy kept for the trajectory's end: accepted, the copy becomes B; rejected,
+ * it is dropped (or B reset to its initial value).
+ *
+ * The root draws every random number and decides every stop and acceptance; packets broadcast
+ * from it keep the ranks identical (momentum, per-evaluation continue flags, the decision, the
+ * position with its ln p and gradient, and the metric when it changes).
+ *
+ * All evolving state lives in one struct of 8-byte scalars and one block of doubles plus the
+ * RNG's state: hmc_state_save / hmc_state_load copy exactly these. */
 #include "cerberus/hmc.h"
 
+#include "cerberus/diagnose.h"
 #include "cerberus/status.h"
 
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* Evolving scalars (all 8 bytes: no padding in the saved bytes). */
+typedef struct hmc_scalars {
+  double lp;
+  double eps;      /* current eps_max */
+  double traj_len; /* MAMS's L */
+  double da_mu, da_sbar, da_xbar;
+  int64_t da_count;
+  int64_t warm; /* in warm-up */
+  int64_t warm_total, warm_i, init_end, slow_end, win_start, win_end, win_size;
+  int64_t w_n;      /* Welford count */
+  int64_t mams_n;   /* draws in the MAMS tuning buffer */
+  double mams_time; /* integration time of those draws */
+  int64_t n_iter, n_acc, n_div, n_nonfinite, n_grad;
+} hmc_scalars;
+
+#define HMC_MAGIC 0x31434d4842434dULL /* "MCBHMC1" */
+typedef struct hmc_header {
+  uint64_t magic, dim, algorithm, integrator, metric, size, mams_cap, rng_size;
+} hmc_header;
+
 struct hmc {
-  size_t dim;
+  MPI_Comm comm;
+  int rank;
+  size_t dim, dd; /* dd: entries of C (dim or dim * dim) */
+  bool dense;     /* C is a matrix (dense, bfgs) */
+  hmc_config cfg;
+  hmc_target_fn fn;
+  void *ctx;
+  gsl_rng *rng;
+  hmc_scalars s;
+  /* The block of evolving doubles and views into it. */
+  double *block;
+  size_t n_block;
+  double *q, *g, *c, *chol, *c0, *w_mean, *w_m2, *u, *mams_buf;
+  size_t mams_cap;
+  /* Scratch. */
+  double *p, *p0, *q1, *g1, *qp, *gp, *t1, *t2, *bn, *ework, *pkt;
+  gsl_eigen_symmv_workspace *eig;
+  gsl_vector *eval;
+  gsl_matrix *evec;
+  /* Integrator. */
+  int m;
+  double a[4], b[3];
 };
 
 const char *hmc_algorithm_name(int a) {
-  (void)a;
-  return "?";
+  static const char *n[] = {"hmc", "mams"};
+  return a >= 0 && a < 2 ? n[a] : "?";
 }
 const char *hmc_integrator_name(int i) {
-  (void)i;
-  return "?";
+  static const char *n[] = {"leapfrog", "omelyan", "yoshida4"};
+  return i >= 0 && i < 3 ? n[i] : "?";
 }
 const char *hmc_metric_name(int m) {
-  (void)m;
-  return "?";
+  static const char *n[] = {"unit", "diag", "dense", "bfgs"};
+  return m >= 0 && m < 4 ? n[m] : "?";
 }
-void hmc_config_default(hmc_config *cfg) {
-  memset(cfg, 0, sizeof *cfg);
+
+void hmc_config_default(hmc_config *c) {
+  memset(c, 0, sizeof *c);
+  c->algorithm = HMC_ALG_HMC;
+  c->integrator = HMC_LEAPFROG;
+  c->metric = HMC_METRIC_DIAG;
+  c->step_size = 0.1;
+  c->n_steps = 10;
+  c->jitter = true;
+  c->n_warmup = 1000;
+  c->adapt_step = true;
+  c->adapt_metric = true;
+  c->target_accept = 0.8;
+  c->da_gamma = 0.05;
+  c->da_t0 = 10;
+  c->da_kappa = 0.75;
+  c->window_init = 75;
+  c->window_base = 25;
+  c->window_term = 50;
+  c->metric_init = 1.0;
+  c->metric_init_diag = NULL;
+  c->shrink_diag = 5;
+  c->shrink_dense = 10;
+  c->eig_floor = 1e-10;
+  c->bfgs_skip = 1e-5;
+  c->bfgs_reset_full = false;
+  c->bfgs_update_always = false;
+  c->divergence_threshold = 1000;
+  c->mams_target_accept = 0.9;
+  c->mams_refresh = 1.0;
+  c->mams_l_factor = 0.4;
+  c->mams_tune_l = true;
+  c->seed = 1;
 }
-int hmc_config_check(const hmc_config *cfg, size_t dim) {
-  (void)cfg;
-  (void)dim;
-  return CB_ERROR(CB_ERR_INTERNAL, "hmc: not implemented yet");
+
+int hmc_config_check(const hmc_config *c, size_t dim) {
+  CB_CHECK(c != NULL, CB_ERR_INPUT, "hmc: no configuration");
+  CB_CHECK(dim > 0, CB_ERR_INPUT, "hmc: dimension 0 (nothing to sample)");
+  CB_CHECK(c->algorithm == HMC_ALG_HMC || c->algorithm == HMC_ALG_MAMS, CB_ERR_INPUT,
+           "hmc: unknown algorithm %d (%s)", c->algorithm, HMC_ALGORITHM_CHOICES);
+  CB_CHECK(c->integrator >= HMC_LEAPFROG && c->integrator <= HMC_YOSHIDA4, CB_ERR_INPUT,
+           "hmc: unknown integrator %d (%s)", c->integrator, HMC_INTEGRATOR_CHOICES);
+  CB_CHECK(c->metric >= HMC_METRIC_UNIT && c->metric <= HMC_METRIC_BFGS, CB_ERR_INPUT,
+           "hmc: unknown metric %d (%s)", c->metric, HMC_METRIC_CHOICES);
+  CB_CHECK(c->algorithm != HMC_ALG_MAMS || c->metric != HMC_METRIC_BFGS, CB_ERR_INPUT,
+           "hmc: MAMS takes the metric unit, diag or dense, not bfgs");
+  CB_CHECK(c->algorithm != HMC_ALG_MAMS || dim >= 2, CB_ERR_INPUT,
+           "hmc: MAMS needs at least 2 dimensions (its isokinetic velocity lives on a sphere)");
+  CB_CHECK(isfinite(c->step_size) && c->step_size > 0, CB_ERR_INPUT,
+           "hmc: step size %g must be positive", c->step_size);
+  CB_CHECK(c->n_steps >= 1, CB_ERR_INPUT, "hmc: number of steps %d must be at least 1", c->n_steps);
+  CB_CHECK(c->n_warmup >= 0, CB_ERR_INPUT, "hmc: warm-up length %ld is negative", c->n_warmup);
+  CB_CHECK(c->target_accept > 0 && c->target_accept < 1, CB_ERR_INPUT,
+           "hmc: target acceptance %g not in (0, 1)", c->target_accept);
+  CB_CHECK(c->mams_target_accept > 0 && c->mams_target_accept < 1, CB_ERR_INPUT,
+           "hmc: MAMS target acceptance %g not in (0, 1)", c->mams_target_accept);
+  CB_CHECK(c->da_gamma > 0 && c->da_t0 >= 0 && c->da_kappa > 0 && c->da_kappa <= 1, CB_ERR_INPUT,
+           "hmc: dual averaging gamma %g, t0 %g, kappa %g (need gamma > 0, t0 >= 0, 0 < kappa "
+           "<= 1)",
+           c->da_gamma, c->da_t0, c->da_kappa);
+  CB_CHECK(c->window_init >= 0 && c->window_base >= 1 && c->window_term >= 0, CB_ERR_INPUT,
+           "hmc: warm-up windows %ld, %ld, %ld (init, base >= 1, term)", c->window_init,
+           c->window_base, c->window_term);
+  CB_CHECK(isfinite(c->metric_init) && c->metric_init > 0, CB_ERR_INPUT,
+           "hmc: initial metric %g must be positive", c->metric_init);
+  if (c->metric_init_diag)
+    for (size_t i = 0; i < dim; i++)
+      CB_CHECK(isfinite(c->metric_init_diag[i]) && c->metric_init_diag[i] > 0, CB_ERR_INPUT,
+               "hmc: initial metric element %zu is %g, must be positive", i,
+               c->metric_init_diag[i]);
+  CB_CHECK(c->shrink_diag >= 0 && c->shrink_dense >= 0, CB_ERR_INPUT,
+           "hmc: shrinkage weights %g, %g must not be negative", c->shrink_diag, c->shrink_dense);
+  CB_CHECK(c->eig_floor > 0 && c->eig_floor < 1, CB_ERR_INPUT,
+           "hmc: eigenvalue floor %g not in (0, 1)", c->eig_floor);
+  CB_CHECK(c->bfgs_skip >= 0 && c->bfgs_skip < 1, CB_ERR_INPUT,
+           "hmc: BFGS skip threshold %g not in [0, 1)", c->bfgs_skip);
+  CB_CHECK(c->divergence_threshold > 0, CB_ERR_INPUT,
+           "hmc: divergence threshold %g must be positive", c->divergence_threshold);
+  CB_CHECK(c->mams_refresh > 0 && c->mams_refresh <= 1, CB_ERR_INPUT,
+           "hmc: MAMS refresh %g not in (0, 1]", c->mams_refresh);
+  CB_CHECK(c->mams_l_factor > 0, CB_ERR_INPUT, "hmc: MAMS L factor %g must be positive",
+           c->mams_l_factor);
+  return CB_OK;
 }
+
+/* ---- linear algebra on C ---- */
+
+/* chol <- Cholesky factor (lower) of c; on failure, floor c's eigenvalues first. */
+static int metric_factor(hmc *h, bool floor_always) {
+  size_t d = h->dim;
+  if (!h->dense) {
+    for (size_t i = 0; i < d; i++) h->chol[i] = sqrt(h->c[i]);
+    return CB_OK;
+  }
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  int st = GSL_FAILURE;
+  if (!floor_always) {
+    memcpy(h->chol, h->c, d * d * sizeof *h->c);
+    gsl_matrix_view L = gsl_matrix_view_array(h->chol, d, d);
+    st = gsl_linalg_cholesky_decomp1(&L.matrix);
+  }
+  if (st != GSL_SUCCESS) {
+    /* C = V diag(max(lambda, floor lambda_max)) V^T */
+    memcpy(h->ework, h->c, d * d * sizeof *h->c);
+    gsl_matrix_view A = gsl_matrix_view_array(h->ework, d, d);
+    st = gsl_eigen_symmv(&A.matrix, h->eval, h->evec, h->eig);
+    double lmax = 0;
+    for (size_t i = 0; i < d; i++) lmax = fmax(lmax, gsl_vector_get(h->eval, i));
+    if (st != GSL_SUCCESS || !(lmax > 0) || !isfinite(lmax)) {
+      gsl_set_error_handler(old);
+      return CB_ERROR(CB_ERR_NUMERIC, "hmc: the metric has no positive eigenvalue");
+    }
+    double fl = h->cfg.eig_floor * lmax;
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j <= i; j++) {
+        double s = 0;
+        for (size_t k = 0; k < d; k++)
+          s += gsl_matrix_get(h->evec, i, k) * fmax(gsl_vector_get(h->eval, k), fl) *
+               gsl_matrix_get(h->evec, j, k);
+        h->c[i * d + j] = h->c[j * d + i] = s;
+      }
+    memcpy(h->chol, h->c, d * d * sizeof *h->c);
+    gsl_matrix_view L = gsl_matrix_view_array(h->chol, d, d);
+    st = gsl_linalg_cholesky_decomp1(&L.matrix);
+  }
+  gsl_set_error_handler(old);
+  CB_CHECK(st == GSL_SUCCESS, CB_ERR_NUMERIC, "hmc: the metric is not positive definite");
+  /* Zero the upper triangle (decomp1 leaves L^T there). */
+  for (size_t i = 0; i < d; i++)
+    for (size_t j = i + 1; j < d; j++) h->chol[i * d + j] = 0;
+  return CB_OK;
+}
+
+/* out = C x */
+static void apply_c(const hmc *h, const double *x, double *out) {
+  size_t d = h->dim;
+  if (h->cfg.metric == HMC_METRIC_UNIT) {
+    memcpy(out, x, d * sizeof *x);
+  } else if (!h->dense) {
+    for (size_t i = 0; i < d; i++) out[i] = h->c[i] * x[i];
+  } else {
+    for (size_t i = 0; i < d; i++) {
+      double s = 0;
+      const double *row = h->c + i * d;
+      for (size_t j = 0; j < d; j++) s += row[j] * x[j];
+      out[i] = s;
+    }
+  }
+}
+
+/* out = S x (S = chol, lower) and out = S^T x. */
+static void apply_s(const hmc *h, const double *x, double *out) {
+  size_t d = h->dim;
+  if (h->cfg.metric == HMC_METRIC_UNIT) {
+    memcpy(out, x, d * sizeof *x);
+  } else if (!h->dense) {
+    for (size_t i = 0; i < d; i++) out[i] = h->chol[i] * x[i];
+  } else {
+    for (size_t i = 0; i < d; i++) {
+      double s = 0;
+      for (size_t j = 0; j <= i; j++) s += h->chol[i * d + j] * x[j];
+      out[i] = s;
+    }
+  }
+}
+static void apply_st(const hmc *h, const double *x, double *out) {
+  size_t d = h->dim;
+  if (h->cfg.metric == HMC_METRIC_UNIT) {
+    memcpy(out, x, d * sizeof *x);
+  } else if (!h->dense) {
+    for (size_t i = 0; i < d; i++) out[i] = h->chol[i] * x[i];
+  } else {
+    for (size_t i = 0; i < d; i++) {
+      double s = 0;
+      for (size_t j = i; j < d; j++) s += h->chol[j * d + i] * x[j];
+      out[i] = s;
+    }
+  }
+}
+
+static double kinetic(const hmc *h, const double *p) {
+  apply_c(h, p, h->t2);
+  double k = 0;
+  for (size_t i = 0; i < h->dim; i++) k += p[i] * h->t2[i];
+  return 0.5 * k;
+}
+
+static double dot(size_t n, const double *x, const double *y) {
+  double s = 0;
+  for (size_t i = 0; i < n; i++) s += x[i] * y[i];
+  return s;
+}
+
+static bool finite_all(size_t n, const double *x) {
+  for (size_t i = 0; i < n; i++)
+    if (!isfinite(x[i])) return false;
+  return true;
+}
+
+/* ---- collective helpers (root decides) ---- */
+
+static int bcast(hmc *h, void *buf, size_t n, MPI_Datatype t) {
+  CB_CHECK(MPI_Bcast(buf, (int)n, t, 0, h->comm) == MPI_SUCCESS, CB_ERR_MPI,
+           "hmc: MPI_Bcast failed");
+  return CB_OK;
+}
+
+static int bcast_flag(hmc *h, int *flag) {
+  return bcast(h, flag, 1, MPI_INT);
+}
+
+/* Broadcast the metric (C and its factor) from the root. */
+static int bcast_metric(hmc *h) {
+  CB_CALL(bcast(h, h->c, h->dd, MPI_DOUBLE));
+  CB_CALL(bcast(h, h->chol, h->dd, MPI_DOUBLE));
+  return CB_OK;
+}
+
+static int evaluate(hmc *h, const double *q, double *lp, double *g) {
+  CB_CALL(h->fn(h->ctx, q, lp, g));
+  h->s.n_grad++;
+  return CB_OK;
+}
+
+/* ---- adaptation ---- */
+
+static void da_restart(hmc *h) {
+  h->s.da_mu = log(10 * h->s.eps);
+  h->s.da_sbar = 0;
+  h->s.da_xbar = 0;
+  h->s.da_count = 0;
+}
+
+static void da_learn(hmc *h, double stat) {
+  const hmc_config *c = &h->cfg;
+  double delta = c->algorithm == HMC_ALG_MAMS ? c->mams_target_accept : c->target_accept;
+  h->s.da_count++;
+  double t = (double)h->s.da_count;
+  stat = stat > 1 ? 1 : stat;
+  double eta = 1.0 / (t + c->da_t0);
+  h->s.da_sbar = (1 - eta) * h->s.da_sbar + eta * (delta - stat);
+  double x = h->s.da_mu - h->s.da_sbar * sqrt(t) / c->da_gamma;
+  double xe = pow(t, -c->da_kappa);
+  h->s.da_xbar = (1 - xe) * h->s.da_xbar + xe * x;
+  h->s.eps = exp(x);
+}
+
+static void welford_reset(hmc *h) {
+  h->s.w_n = 0;
+  memset(h->w_mean, 0, h->dim * sizeof *h->w_mean);
+  memset(h->w_m2, 0, h->dd * sizeof *h->w_m2);
+}
+
+static void welford_add(hmc *h) {
+  size_t d = h->dim;
+  h->s.w_n++;
+  double n = (double)h->s.w_n;
+  for (size_t i = 0; i < d; i++) {
+    h->t1[i] = h->q[i] - h->w_mean[i];
+    h->w_mean[i] += h->t1[i] / n;
+  }
+  if (!h->dense) {
+    for (size_t i = 0; i < d; i++) h->w_m2[i] += (h->q[i] - h->w_mean[i]) * h->t1[i];
+  } else {
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < d; j++) h->w_m2[i * d + j] += (h->q[i] - h->w_mean[i]) * h->t1[j];
+  }
+}
+
+static void set_initial_metric(hmc *h) {
+  size_t d = h->dim;
+  if (!h->dense) {
+    memcpy(h->c, h->c0, d * sizeof *h->c);
+  } else {
+    memset(h->c, 0, d * d * sizeof *h->c);
+    for (size_t i = 0; i < d; i++) h->c[i * d + i] = h->c0[i];
+  }
+}
+
+/* The Welford estimate, shrunk towards C0, floored, factored. */
+static int metric_update(hmc *h) {
+  size_t d = h->dim;
+  double n = (double)h->s.w_n;
+  if (h->s.w_n < 3) return CB_OK;
+  if (!h->dense) {
+    double w = h->cfg.shrink_diag;
+    for (size_t i = 0; i < d; i++)
+      h->c[i] = n / (n + w) * (h->w_m2[i] / (n - 1)) + w / (n + w) * h->c0[i];
+    for (size_t i = 0; i < d; i++)
+      if (!(h->c[i] > 0) || !isfinite(h->c[i])) h->c[i] = h->c0[i];
+    CB_CALL(metric_factor(h, false));
+  } else {
+    double w = h->cfg.shrink_dense;
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < d; j++)
+        h->c[i * d + j] =
+            n / (n + w) * (h->w_m2[i * d + j] / (n - 1)) + (i == j ? w / (n + w) * h->c0[i] : 0);
+    CB_CALL(metric_factor(h, true));
+  }
+  CB_CALL(bcast_metric(h));
+  return CB_OK;
+}
+
+/* Stan's windows for a warm-up of W steps. */
+static void warmup_schedule(hmc *h, long W) {
+  const hmc_config *c = &h->cfg;
+  long init = c->window_init, base = c->window_base, term = c->window_term;
+  if (init + base + term > W) {
+    init = (long)(0.15 * (double)W);
+    term = (long)(0.1 * (double)W);
+    base = W - init - term;
+  }
+  h->s.warm = W > 0;
+  h->s.warm_total = W;
+  h->s.warm_i = 0;
+  h->s.init_end = init;
+  h->s.slow_end = W - term;
+  h->s.win_start = init;
+  h->s.win_size = base;
+  h->s.win_end = init + base;
+  if (h->s.win_end + 2 * base > h->s.slow_end) h->s.win_end = h->s.slow_end;
+  if (W < 20) { /* too short to learn a metric (as Stan) */
+    h->s.init_end = h->s.slow_end = h->s.win_start = h->s.win_end = W;
+  }
+  h->s.mams_n = 0;
+  h->s.mams_time = 0;
+  welford_reset(h);
+  da_restart(h);
+}
+
+static int mams_tune_length(hmc *h) {
+  if (h->cfg.algorithm != HMC_ALG_MAMS || !h->cfg.mams_tune_l || h->s.mams_n < 20) return CB_OK;
+  size_t n = (size_t)h->s.mams_n, d = h->dim;
+  double sum = 0;
+  size_t used = 0;
+  for (size_t i = 0; i < d; i++) {
+    /* coordinate i of the buffer, whitened by S^-1 only in scale: ESS is scale-free */
+    for (size_t k = 0; k < n; k++) h->ework[k] = h->mams_buf[k * d + i];
+    double e = diagnose_ess_raw(1, n, h->ework);
+    if (isfinite(e) && e > 0) {
+      sum += h->s.mams_time / e;
+      used++;
+    }
+  }
+  if (used > 0) h->s.traj_len = h->cfg.mams_l_factor * sum / (double)used;
+  return CB_OK;
+}
+
+static int warmup_end(hmc *h) {
+  if (h->cfg.adapt_step && h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
+  CB_CALL(mams_tune_length(h));
+  h->s.warm = 0;
+  return CB_OK;
+}
+
+static bool uses_welford(const hmc *h) {
+  return h->cfg.adapt_metric &&
+         (h->cfg.metric == HMC_METRIC_DIAG || h->cfg.metric == HMC_METRIC_DENSE);
+}
+
+static int adapt(hmc *h, double accept_prob, double traj_time) {
+  if (!h->s.warm) return CB_OK;
+  int64_t i = h->s.warm_i;
+  if (h->cfg.adapt_step) da_learn(h, accept_prob);
+  if (uses_welford(h) && i >= h->s.win_start && i < h->s.win_end) {
+    welford_add(h);
+    if (i + 1 == h->s.win_end) {
+      CB_CALL(metric_update(h));
+      welford_reset(h);
+      if (h->cfg.algorithm == HMC_ALG_MAMS) h->s.traj_len = sqrt((double)h->dim);
+      da_restart(h);
+      h->s.win_start = h->s.win_end;
+      h->s.win_size *= 2;
+      h->s.win_end = h->s.win_start + h->s.win_size;
+      if (h->s.win_end + 2 * h->s.win_size > h->s.slow_end) h->s.win_end = h->s.slow_end;
+      if (h->s.win_start >= h->s.slow_end) h->s.win_start = h->s.win_end = h->s.warm_total;
+    }
+  }
+  if (h->cfg.algorithm == HMC_ALG_MAMS && i >= h->s.slow_end &&
+      h->s.mams_n < (int64_t)h->mams_cap) {
+    memcpy(h->mams_buf + (size_t)h->s.mams_n * h->dim, h->q, h->dim * sizeof *h->q);
+    h->s.mams_n++;
+    h->s.mams_time += traj_time;
+  }
+  h->s.warm_i++;
+  if (h->s.warm_i >= h->s.warm_total) CB_CALL(warmup_end(h));
+  return CB_OK;
+}
+
+/* ---- BFGS ---- */
+
+static bool bfgs_updating(const hmc *h) {
+  return h->cfg.metric == HMC_METRIC_BFGS && h->cfg.adapt_metric &&
+         (h->s.warm || h->cfg.bfgs_update_always);
+}
+
+/* bn <- the BFGS update of bn by s = q1 - qp, y = gp - g1 (y: change of grad U = -grad ln p). */
+static void bfgs_pair(hmc *h) {
+  size_t d = h->dim;
+  double *s = h->t1, *y = h->t2, *hy = h->ework;
+  for (size_t i = 0; i < d; i++) {
+    s[i] = h->q1[i] - h->qp[i];
+    y[i] = h->gp[i] - h->g1[i];
+  }
+  double sy = dot(d, s, y), ss = dot(d, s, s), yy = dot(d, y, y);
+  if (!(sy > 0) || sy * sy < h->cfg.bfgs_skip * ss * yy || !isfinite(sy)) return;
+  double rho = 1.0 / sy;
+  for (size_t i = 0; i < d; i++) {
+    double t = 0;
+    for (size_t j = 0; j < d; j++) t += h->bn[i * d + j] * y[j];
+    hy[i] = t;
+  }
+  double yhy = dot(d, y, hy), f = rho * rho * yhy + rho;
+  for (size_t i = 0; i < d; i++)
+    for (size_t j = 0; j < d; j++)
+      h->bn[i * d + j] += -rho * (s[i] * hy[j] + hy[i] * s[j]) + f * s[i] * s[j];
+}
+
+/* ---- create / destroy ---- */
+
 int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn logp, void *ctx,
-               const double *q0, hmc **h) {
-  (void)comm, (void)dim, (void)cfg, (void)logp, (void)ctx, (void)q0;
-  *h = NULL;
-  return CB_ERROR(CB_ERR_INTERNAL, "hmc: not implemented yet");
+               const double *q0, hmc **out) {
+  *out = NULL;
+  CB_CALL(hmc_config_check(cfg, dim));
+  CB_CHECK(logp != NULL && q0 != NULL, CB_ERR_INPUT, "hmc: no target or no starting point");
+  for (size_t i = 0; i < dim; i++)
+    CB_CHECK(isfinite(q0[i]), CB_ERR_INPUT, "hmc: starting point element %zu is %g", i, q0[i]);
+  hmc *h = calloc(1, sizeof *h);
+  CB_CHECK(h != NULL, CB_ERR_MEM, "out of memory for the sampler");
+  h->comm = comm;
+  MPI_Comm_rank(comm, &h->rank);
+  h->dim = dim;
+  h->cfg = *cfg;
+  h->cfg.metric_init_diag = NULL;
+  h->fn = logp;
+  h->ctx = ctx;
+  if (cfg->integrator == HMC_LEAPFROG) {
+    h->m = 1;
+    h->a[0] = h->a[1] = 0.5;
+    h->b[0] = 1;
+  } else if (cfg->integrator == HMC_OMELYAN) { /* Omelyan et al. 2003, minimal norm */
+    const double lam = 0.1931833275037836;
+    h->m = 2;
+    h->a[0] = h->a[2] = lam;
+    h->a[1] = 1 - 2 * lam;
+    h->b[0] = h->b[1] = 0.5;
+  } else { /* Yoshida 1990: three leapfrogs of w1, w0, w1 */
+    double w1 = 1.0 / (2.0 - cbrt(2.0)), w0 = 1.0 - 2.0 * w1;
+    h->m = 3;
+    h->a[0] = h->a[3] = w1 / 2;
+    h->a[1] = h->a[2] = (w1 + w0) / 2;
+    h->b[0] = h->b[2] = w1;
+    h->b[1] = w0;
+  }
+  h->dense = cfg->metric == HMC_METRIC_DENSE || cfg->metric == HMC_METRIC_BFGS;
+  h->dd = h->dense ? dim * dim : dim;
+  h->mams_cap = cfg->algorithm == HMC_ALG_MAMS ? (size_t)cfg->window_term : 0;
+  size_t d = dim, dd = h->dd;
+  h->n_block = 2 * d + 2 * dd + 2 * d + dd + d + h->mams_cap * d;
+  int st = CB_OK;
+  h->block = calloc(h->n_block, sizeof *h->block);
+  h->rng = gsl_rng_alloc(gsl_rng_mt19937);
+  size_t nw = dd > d + 8 ? dd : d + 8;
+  if (h->mams_cap > nw) nw = h->mams_cap;
+  double **scr[] = {&h->p, &h->p0, &h->q1, &h->g1, &h->qp, &h->gp, &h->t1, &h->t2};
+  for (size_t k = 0; k < sizeof scr / sizeof *scr; k++) *scr[k] = calloc(d, sizeof(double));
+  h->bn = calloc(dd, sizeof(double));
+  h->ework = calloc(nw, sizeof(double));
+  h->pkt = calloc(d + 8, sizeof(double));
+  if (h->dense) {
+    h->eig = gsl_eigen_symmv_alloc(d);
+    h->eval = gsl_vector_alloc(d);
+    h->evec = gsl_matrix_alloc(d, d);
+  }
+  bool ok = h->block && h->rng && h->bn && h->ework && h->pkt &&
+            (!h->dense || (h->eig && h->eval && h->evec));
+  for (size_t k = 0; k < sizeof scr / sizeof *scr; k++) ok = ok && *scr[k];
+  if (!ok) {
+    hmc_destroy(&h);
+    return CB_ERROR(CB_ERR_MEM, "out of memory for a sampler of dimension %zu", dim);
+  }
+  double *b = h->block;
+  h->q = b, b += d;
+  h->g = b, b += d;
+  h->c = b, b += dd;
+  h->chol = b, b += dd;
+  h->c0 = b, b += d;
+  h->u = b, b += d;
+  h->w_mean = b, b += d;
+  h->w_m2 = b, b += dd;
+  h->mams_buf = b;
+  gsl_rng_set(h->rng, cfg->seed);
+  for (size_t i = 0; i < d; i++)
+    h->c0[i] = cfg->metric_init_diag ? cfg->metric_init_diag[i] : cfg->metric_init;
+  if (cfg->metric == HMC_METRIC_UNIT)
+    for (size_t i = 0; i < d; i++) h->c0[i] = 1.0;
+  set_initial_metric(h);
+  st = metric_factor(h, false);
+  if (st != CB_OK) goto fail;
+  memcpy(h->q, q0, d * sizeof *q0);
+  h->s.eps = cfg->step_size;
+  h->s.traj_len = cfg->step_size * cfg->n_steps;
+  warmup_schedule(h, cfg->n_warmup);
+  st = evaluate(h, h->q, &h->s.lp, h->g);
+  if (st != CB_OK) goto fail;
+  int fin = isfinite(h->s.lp) && finite_all(d, h->g);
+  st = bcast_flag(h, &fin);
+  if (st != CB_OK) goto fail;
+  if (!fin) {
+    st = CB_ERROR(CB_ERR_INPUT, "hmc: ln p or its gradient at the starting point is not finite");
+    goto fail;
+  }
+  /* A starting velocity for MAMS's partial refresh: e_1. */
+  h->u[0] = 1.0;
+  *out = h;
+  return CB_OK;
+fail:
+  hmc_destroy(&h);
+  return st;
 }
-void hmc_destroy(hmc **h) {
-  if (!h || !*h) return;
-  free(*h);
-  *h = NULL;
+
+void hmc_destroy(hmc **hp) {
+  if (!hp || !*hp) return;
+  hmc *h = *hp;
+  free(h->block);
+  if (h->rng) gsl_rng_free(h->rng);
+  free(h->p), free(h->p0), free(h->q1), free(h->g1), free(h->qp), free(h->gp), free(h->t1),
+      free(h->t2), free(h->bn), free(h->ework), free(h->pkt);
+  if (h->eig) gsl_eigen_symmv_free(h->eig);
+  if (h->eval) gsl_vector_free(h->eval);
+  if (h->evec) gsl_matrix_free(h->evec);
+  free(h);
+  *hp = NULL;
+}
+
+/* ---- the step ---- */
+
+typedef struct decision {
+  double accepted, diverging, nonfinite, n_steps, accept_prob, energy, energy_error, eps;
+} decision;
+
+/* The velocity update of MAMS with step a eps at gradient g1 (ESH), returning the kinetic energy
+ * change. u is h->p. */
+static double esh_update(hmc *h, double step) {
+  size_t d = h->dim;
+  double *gz = h->t1;
+  apply_st(h, h->g1, gz);
+  double gn = sqrt(dot(d, gz, gz));
+  if (!(gn > 0)) return 0; /* flat: no change */
+  for (size_t i = 0; i < d; i++) gz[i] /= gn;
+  double ue = dot(d, h->p, gz);
+  double delta = step * gn / (double)(d - 1), zeta = exp(-delta);
+  double nn = 0;
+  for (size_t i = 0; i < d; i++) {
+    h->p[i] = gz[i] * (1 - zeta) * (1 + zeta + ue * (1 - zeta)) + 2 * zeta * h->p[i];
+    nn += h->p[i] * h->p[i];
+  }
+  nn = sqrt(nn);
+  for (size_t i = 0; i < d; i++) h->p[i] /= nn;
+  return (double)(d - 1) * (delta - M_LN2 + log(1 + ue + (1 - ue) * zeta * zeta));
+}
+
+int hmc_step(hmc *h, hmc_step_info *info) {
+  size_t d = h->dim;
+  const hmc_config *c = &h->cfg;
+  bool mams = c->algorithm == HMC_ALG_MAMS;
+  bool warm = h->s.warm != 0;
+  long g0 = h->s.n_grad;
+  /* Root: jitter and momentum; packet = eps, n, p. */
+  double *pkt = h->pkt;
+  if (h->rank == 0) {
+    double eps = h->s.eps;
+    int n = c->n_steps;
+    if (mams) {
+      double nm = ceil(2 * h->s.traj_len / eps);
+      nm = nm < 1 ? 1 : (nm > 1e6 ? 1e6 : nm);
+      n = c->jitter ? 1 + (int)floor(nm * gsl_rng_uniform(h->rng)) : (int)ceil(nm / 2);
+    } else if (c->jitter) {
+      eps = h->s.eps * (1 - gsl_rng_uniform(h->rng));
+      n = 1 + (int)floor(c->n_steps * gsl_rng_uniform(h->rng));
+    }
+    pkt[0] = eps;
+    pkt[1] = n;
+    if (mams) {
+      double r = c->mams_refresh, nz = 0;
+      for (size_t i = 0; i < d; i++) {
+        double z = gsl_ran_gaussian_ziggurat(h->rng, 1.0);
+        pkt[2 + i] = r >= 1 ? z : sqrt(1 - r) * h->u[i] + sqrt(r) * z / sqrt((double)d);
+        nz += pkt[2 + i] * pkt[2 + i];
+      }
+      nz = sqrt(nz);
+      for (size_t i = 0; i < d; i++) pkt[2 + i] /= nz;
+    } else {
+      for (size_t i = 0; i < d; i++) h->t1[i] = gsl_ran_gaussian_ziggurat(h->rng, 1.0);
+      /* p = M^(1/2) z: unit z, diag z / sqrt(c), dense: solve L^T p = z */
+      if (c->metric == HMC_METRIC_UNIT) {
+        for (size_t i = 0; i < d; i++) pkt[2 + i] = h->t1[i];
+      } else if (!h->dense) {
+        for (size_t i = 0; i < d; i++) pkt[2 + i] = h->t1[i] / h->chol[i];
+      } else {
+        for (size_t ii = d; ii-- > 0;) {
+          double s = h->t1[ii];
+          for (size_t j = ii + 1; j < d; j++) s -= h->chol[j * d + ii] * pkt[2 + j];
+          pkt[2 + ii] = s / h->chol[ii * d + ii];
+        }
+      }
+    }
+  }
+  CB_CALL(bcast(h, pkt, d + 2, MPI_DOUBLE));
+  double eps = pkt[0];
+  int n = (int)pkt[1];
+  memcpy(h->p, pkt + 2, d * sizeof *h->p);
+  memcpy(h->p0, h->p, d * sizeof *h->p);
+  memcpy(h->q1, h->q, d * sizeof *h->q);
+  memcpy(h->g1, h->g, d * sizeof *h->g);
+  double lp1 = h->s.lp;
+  bool bfgs = bfgs_updating(h);
+  if (bfgs) {
+    memcpy(h->bn, h->c, d * d * sizeof *h->c);
+    memcpy(h->qp, h->q, d * sizeof *h->q);
+    memcpy(h->gp, h->g, d * sizeof *h->g);
+  }
+  double H0 = mams ? -h->s.lp : -h->s.lp + kinetic(h, h->p), dK = 0, H1 = H0;
+  int steps = 0;
+  bool stop = false, nonfinite = false;
+  for (int s = 0; s < n && !stop; s++) {
+    for (int k = 0; k < h->m && !stop; k++) {
+      if (mams) {
+        dK += esh_update(h, h->a[k] * eps);
+        apply_s(h, h->p, h->t2);
+        for (size_t i = 0; i < d; i++) h->q1[i] += h->b[k] * eps * h->t2[i];
+      } else {
+        for (size_t i = 0; i < d; i++) h->p[i] += h->a[k] * eps * h->g1[i];
+        apply_c(h, h->p, h->t2);
+        for (size_t i = 0; i < d; i++) h->q1[i] += h->b[k] * eps * h->t2[i];
+      }
+      int cont = 1;
+      if (h->rank == 0) cont = finite_all(d, h->q1);
+      CB_CALL(bcast_flag(h, &cont));
+      if (!cont) {
+        stop = nonfinite = true;
+        break;
+      }
+      CB_CALL(evaluate(h, h->q1, &lp1, h->g1));
+      bool fin = isfinite(lp1) && finite_all(d, h->g1);
+      if (fin && k == h->m - 1) { /* the step's last kick, then its energy */
+        if (mams) {
+          dK += esh_update(h, h->a[h->m] * eps);
+          H1 = -lp1 + dK;
+        } else {
+          for (size_t i = 0; i < d; i++) h->p[i] += h->a[h->m] * eps * h->g1[i];
+          H1 = -lp1 + kinetic(h, h->p);
+        }
+      }
+      if (h->rank == 0) {
+        cont = fin ? 1 : 0;
+        if (fin && k == h->m - 1 && !(H1 - H0 <= c->divergence_threshold)) cont = 2;
+      }
+      CB_CALL(bcast_flag(h, &cont));
+      if (cont != 1) {
+        stop = true;
+        nonfinite = cont == 0;
+        break;
+      }
+      if (bfgs) {
+        bfgs_pair(h);
+        memcpy(h->qp, h->q1, d * sizeof *h->q1);
+        memcpy(h->gp, h->g1, d * sizeof *h->g1);
+      }
+    }
+    if (!stop) steps++;
+  }
+  /* Root decides. */
+  decision dec = {0};
+  if (h->rank == 0) {
+    double U = gsl_rng_uniform(h->rng);
+    dec.eps = eps;
+    dec.n_steps = stop ? steps + 1 : steps;
+    dec.diverging = stop;
+    dec.nonfinite = nonfinite;
+    dec.energy_error = stop ? INFINITY : H1 - H0;
+    dec.accept_prob = stop ? 0 : fmin(1.0, exp(-(H1 - H0)));
+    if (!isfinite(dec.accept_prob)) dec.accept_prob = 0;
+    dec.accepted = !stop && log(U) < -(H1 - H0);
+    dec.energy = dec.accepted ? H1 : H0;
+  }
+  CB_CALL(bcast(h, &dec, sizeof dec / sizeof(double), MPI_DOUBLE));
+  bool acc = dec.accepted != 0;
+  if (acc) {
+    memcpy(h->q, h->q1, d * sizeof *h->q);
+    memcpy(h->g, h->g1, d * sizeof *h->g);
+    h->s.lp = lp1;
+  }
+  if (mams) { /* the velocity kept for a partial refresh; flipped on rejection */
+    if (acc)
+      memcpy(h->u, h->p, d * sizeof *h->u);
+    else
+      for (size_t i = 0; i < d; i++) h->u[i] = -h->p0[i];
+  }
+  /* The root's state is the chain's. */
+  memcpy(pkt, h->q, d * sizeof *pkt);
+  pkt[d] = h->s.lp;
+  CB_CALL(bcast(h, pkt, d + 1, MPI_DOUBLE));
+  memcpy(h->q, pkt, d * sizeof *pkt);
+  h->s.lp = pkt[d];
+  CB_CALL(bcast(h, h->g, d, MPI_DOUBLE));
+  if (mams) CB_CALL(bcast(h, h->u, d, MPI_DOUBLE));
+  if (bfgs) {
+    if (acc) {
+      memcpy(h->c, h->bn, d * d * sizeof *h->c);
+      CB_CALL(metric_factor(h, false));
+    } else if (c->bfgs_reset_full) {
+      set_initial_metric(h);
+      CB_CALL(metric_factor(h, false));
+    }
+    CB_CALL(bcast_metric(h));
+  }
+  h->s.n_iter++;
+  h->s.n_acc += acc;
+  h->s.n_div += dec.diverging != 0;
+  h->s.n_nonfinite += dec.nonfinite != 0;
+  CB_CALL(adapt(h, dec.accept_prob, eps * (double)steps));
+  if (info) {
+    info->accepted = acc;
+    info->accept_prob = dec.accept_prob;
+    info->lp = h->s.lp;
+    info->energy = dec.energy;
+    info->energy_error = dec.energy_error;
+    info->step_size = dec.eps;
+    info->n_steps = (int)dec.n_steps;
+    info->diverging = dec.diverging != 0;
+    info->nonfinite = dec.nonfinite != 0;
+    info->n_grad = h->s.n_grad - g0;
+    info->warmup = warm;
+  }
+  return CB_OK;
+}
+
+int hmc_set_warmup(hmc *h, long n_warmup) {
+  CB_CHECK(n_warmup >= 0, CB_ERR_INPUT, "hmc: warm-up length %ld is negative", n_warmup);
+  if (n_warmup == 0) {
+    if (h->s.warm) CB_CALL(warmup_end(h));
+    return CB_OK;
+  }
+  warmup_schedule(h, n_warmup);
+  return CB_OK;
+}
+
+bool hmc_in_warmup(const hmc *h) {
+  return h->s.warm != 0;
+}
+size_t hmc_dim(const hmc *h) {
+  return h->dim;
+}
+const double *hmc_position(const hmc *h) {
+  return h->q;
+}
+const double *hmc_gradient(const hmc *h) {
+  return h->g;
+}
+double hmc_lp(const hmc *h) {
+  return h->s.lp;
+}
+double hmc_step_size(const hmc *h) {
+  return h->s.eps;
+}
+int hmc_n_steps_max(const hmc *h) {
+  if (h->cfg.algorithm != HMC_ALG_MAMS) return h->cfg.n_steps;
+  double nm = ceil(2 * h->s.traj_len / h->s.eps);
+  return nm < 1 ? 1 : (nm > 1e6 ? 1000000 : (int)nm);
+}
+double hmc_trajectory_length(const hmc *h) {
+  return h->cfg.algorithm == HMC_ALG_MAMS ? h->s.traj_len : h->s.eps * h->cfg.n_steps;
+}
+size_t hmc_inverse_metric(const hmc *h, const double **c) {
+  *c = h->c;
+  return h->dd;
+}
+long hmc_n_iterations(const hmc *h) {
+  return (long)h->s.n_iter;
+}
+long hmc_n_accepted(const hmc *h) {
+  return (long)h->s.n_acc;
+}
+long hmc_n_diverging(const hmc *h) {
+  return (long)h->s.n_div;
+}
+long hmc_n_nonfinite(const hmc *h) {
+  return (long)h->s.n_nonfinite;
+}
+long hmc_n_grad(const hmc *h) {
+  return (long)h->s.n_grad;
+}
+const hmc_config *hmc_get_config(const hmc *h) {
+  return &h->cfg;
+}
+
+/* ---- state ---- */
+
+size_t hmc_state_size(const hmc *h) {
+  return sizeof(hmc_header) + sizeof(hmc_scalars) + h->n_block * sizeof(double) +
+         gsl_rng_size(h->rng);
+}
+
+static void header_of(const hmc *h, hmc_header *hd) {
+  memset(hd, 0, sizeof *hd);
+  hd->magic = HMC_MAGIC;
+  hd->dim = h->dim;
+  hd->algorithm = (uint64_t)h->cfg.algorithm;
+  hd->integrator = (uint64_t)h->cfg.integrator;
+  hd->metric = (uint64_t)h->cfg.metric;
+  hd->size = hmc_state_size(h);
+  hd->mams_cap = h->mams_cap;
+  hd->rng_size = gsl_rng_size(h->rng);
+}
+
+int hmc_state_save(hmc *h, void *buf) {
+  unsigned char *b = buf;
+  hmc_header hd;
+  header_of(h, &hd);
+  memcpy(b, &hd, sizeof hd);
+  b += sizeof hd;
+  memcpy(b, &h->s, sizeof h->s);
+  b += sizeof h->s;
+  memcpy(b, h->block, h->n_block * sizeof(double));
+  b += h->n_block * sizeof(double);
+  memcpy(b, gsl_rng_state(h->rng), gsl_rng_size(h->rng));
+  CB_CALL(bcast(h, buf, hmc_state_size(h), MPI_BYTE));
+  return CB_OK;
+}
+
+int hmc_state_load(hmc *h, const void *buf) {
+  size_t n = hmc_state_size(h);
+  unsigned char *tmp = malloc(n);
+  CB_CHECK(tmp != NULL, CB_ERR_MEM, "out of memory for a sampler state of %zu bytes", n);
+  if (h->rank == 0) memcpy(tmp, buf, n);
+  int st = bcast(h, tmp, n, MPI_BYTE);
+  if (st != CB_OK) {
+    free(tmp);
+    return st;
+  }
+  hmc_header hd, mine;
+  memcpy(&hd, tmp, sizeof hd);
+  header_of(h, &mine);
+  const char *what =
+      hd.magic != mine.magic             ? "is not a sampler state"
+      : hd.dim != mine.dim               ? "has another dimension"
+      : hd.algorithm != mine.algorithm   ? "has another algorithm"
+      : hd.integrator != mine.integrator ? "has another integrator"
+      : hd.metric != mine.metric         ? "has another metric"
+      : hd.size != mine.size || hd.mams_cap != mine.mams_cap || hd.rng_size != mine.rng_size
+          ? "has another layout (window_term or RNG)"
+          : NULL;
+  if (what) {
+    free(tmp);
+    return CB_ERROR(CB_ERR_INPUT, "hmc: the saved state %s (dim %llu %s %s %s, here %zu %s %s %s)",
+                    what, (unsigned long long)hd.dim, hmc_algorithm_name((int)hd.algorithm),
+                    hmc_integrator_name((int)hd.integrator), hmc_metric_name((int)hd.metric),
+                    h->dim, hmc_algorithm_name(h->cfg.algorithm),
+                    hmc_integrator_name(h->cfg.integrator), hmc_metric_name(h->cfg.metric));
+  }
+  const unsigned char *b = tmp + sizeof hd;
+  memcpy(&h->s, b, sizeof h->s);
+  b += sizeof h->s;
+  memcpy(h->block, b, h->n_block * sizeof(double));
+  b += h->n_block * sizeof(double);
+  memcpy(gsl_rng_state(h->rng), b, gsl_rng_size(h->rng));
+  free(tmp);
+  return CB_OK;
 }
