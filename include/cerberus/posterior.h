@@ -11,8 +11,8 @@
  *
  * It also gives the identifiable summary the diagnostics judge convergence on: the model's
  * mass function dn/dlnM (per (Mpc/h)^3 per ln M), averaged over the voxels of each of
- * n_bins bins of ln(1 + delta + eps) (equal widths between the field's extremes, as
- * `cerberus hmf`), at n_masses masses (Mth times 1.5, 10, 100 by default).
+ * five density bins of about equal voxel counts (quintiles of ln(1 + delta + eps) to 1/4096 of
+ * its range), at three masses (Mth times 1.5, 10, 100 by default).
  * Collective on the likelihood's field communicator unless said otherwise. */
 #ifndef CERBERUS_POSTERIOR_H
 #define CERBERUS_POSTERIOR_H

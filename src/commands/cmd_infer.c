@@ -484,7 +484,7 @@ static int read_checkpoint(run *r, checkpoint *ck) {
     char why[4400] = "";
     st = checkpoint_read(r->p->ckpt, ck, &prev, why, sizeof why);
     if (!st && prev)
-      log_warn("cerberus infer: warning: %s; resuming from the previous checkpoint %s.prev", why,
+      log_warn("%s; resuming from the previous checkpoint %s.prev", why,
                r->p->ckpt);
     if (!st) st = compare_options(r->record, ck->options, r->p->ckpt);
   }
@@ -716,7 +716,7 @@ static int infer_body(run *r, options *o) {
       t_ckpt = MPI_Wtime();
       got_signal = 0;
       if (!st && (flags & 1)) {
-        log_warn("cerberus infer: SIGTERM: stopped after round %ld of %ld with a checkpoint in "
+        log_warn("SIGTERM: stopped after round %ld of %ld with a checkpoint in "
                  "%s; continue with -resume",
                  done, total, p->ckpt);
         stopped = true;

@@ -28,7 +28,6 @@ struct posterior {
   double *w;    /* [dim] scratch weights */
   double *gw;   /* [dim] scratch gradient */
   int *bin;     /* [n_real_local] density bin of each owned voxel */
-  double x_lo, x_dx;
   double edges[POSTERIOR_MF_BINS + 1], masses[POSTERIOR_MF_MASSES];
   double nvox[POSTERIOR_MF_BINS];
   long n_eval;
@@ -82,7 +81,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
       long c = weights_centre_index(a, o);
       if (c >= 0) p->mono[c] = true;
     }
-  /* bins in x = ln(1 + delta + eps), equal widths between the extremes (as cerberus hmf) */
+  /* bins in x = ln(1 + delta + eps): the extremes first */
   const double eps = a->npe.eps;
   double lo = INFINITY, hi = -INFINITY;
   for (ptrdiff_t v = 0; v < f->n_real_local; v++) {
@@ -99,15 +98,38 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     return CB_ERROR(CB_ERR_INPUT, "the density field is constant or not finite: no density bins");
   }
   hi += 1e-9 * (hi - lo) + 1e-12;
-  p->x_lo = lo;
-  p->x_dx = (hi - lo) / POSTERIOR_MF_BINS;
-  for (int b = 0; b <= POSTERIOR_MF_BINS; b++) p->edges[b] = exp(lo + b * p->x_dx) - 1 - eps;
+  /* edges at the quintiles of x, from a fine histogram reduced over the ranks (bins of equal
+   * voxel counts to the fine bins' resolution, 1/4096 of the range) */
+  enum { NH = 4096 };
+  double *hist = calloc(NH, sizeof *hist);
+  if (!hist) {
+    posterior_destroy(&p);
+    return CB_ERROR(CB_ERR_MEM, "out of memory for the density bins");
+  }
+  const double dx = (hi - lo) / NH;
   for (ptrdiff_t v = 0; v < f->n_real_local; v++) {
-    int b = (int)floor((log(1 + delta[v] + eps) - lo) / p->x_dx);
-    if (b >= POSTERIOR_MF_BINS) b = POSTERIOR_MF_BINS - 1;
-    if (b < 0) b = 0;
-    p->bin[v] = b;
-    p->nvox[b] += 1;
+    int k = (int)floor((log(1 + delta[v] + eps) - lo) / dx);
+    hist[k < 0 ? 0 : k >= NH ? NH - 1 : k] += 1;
+  }
+  MPI_Allreduce(MPI_IN_PLACE, hist, NH, MPI_DOUBLE, MPI_SUM, f->comm);
+  double total = 0, cum = 0;
+  for (int k = 0; k < NH; k++) total += hist[k];
+  double xe[POSTERIOR_MF_BINS + 1];
+  xe[0] = lo;
+  xe[POSTERIOR_MF_BINS] = hi;
+  int b = 1;
+  for (int k = 0; k < NH && b < POSTERIOR_MF_BINS; k++) {
+    cum += hist[k];
+    while (b < POSTERIOR_MF_BINS && cum >= total * b / POSTERIOR_MF_BINS) xe[b++] = lo + (k + 1) * dx;
+  }
+  free(hist);
+  for (int e = 0; e <= POSTERIOR_MF_BINS; e++) p->edges[e] = exp(xe[e]) - 1 - eps;
+  for (ptrdiff_t v = 0; v < f->n_real_local; v++) {
+    double x = log(1 + delta[v] + eps);
+    int k = 0;
+    while (k < POSTERIOR_MF_BINS - 1 && x >= xe[k + 1]) k++;
+    p->bin[v] = k;
+    p->nvox[k] += 1;
   }
   MPI_Allreduce(MPI_IN_PLACE, p->nvox, POSTERIOR_MF_BINS, MPI_DOUBLE, MPI_SUM, f->comm);
   const double mth = likelihood_mth(lk), fac[POSTERIOR_MF_MASSES] = {1.5, 10, 100};
