@@ -50,10 +50,10 @@ enum chain_phase { CHAIN_WARMUP = 0, CHAIN_SAMPLING = 1 };
 
 typedef struct chain_layout {
   int n_chains;
-  size_t dim;         /* weights per draw */
-  char (*names)[64];  /* [dim] weight names */
-  int n_bins;         /* density bins of the mass function */
-  int n_masses;       /* masses of the mass function */
+  size_t dim;              /* weights per draw */
+  char (*names)[64];       /* [dim] weight names */
+  int n_bins;              /* density bins of the mass function */
+  int n_masses;            /* masses of the mass function */
   const double *bin_edges; /* [n_bins + 1], delta */
   const double *masses;    /* [n_masses], M_sun/h */
 } chain_layout;
@@ -93,15 +93,15 @@ int chain_set_attr_doubles(chain_file *cf, const char *name, size_t n, const dou
 /* Reading (for cerberus diagnose): every rank reads the whole file. */
 typedef struct chain_data {
   int n_chains;
-  long n_draws;           /* draws of the phase read */
+  long n_draws; /* draws of the phase read */
   size_t dim;
-  char (*names)[64];      /* [dim] */
+  char (*names)[64]; /* [dim] */
   int n_bins, n_masses;
-  double *bin_edges;      /* [n_bins + 1] */
-  double *masses;         /* [n_masses] */
-  double *weights;        /* [chain][draw][dim] */
-  double *mass_function;  /* [chain][draw][n_bins * n_masses] */
-  double *stats;          /* [chain][draw][CHAIN_N_STATS] */
+  double *bin_edges;     /* [n_bins + 1] */
+  double *masses;        /* [n_masses] */
+  double *weights;       /* [chain][draw][dim] */
+  double *mass_function; /* [chain][draw][n_bins * n_masses] */
+  double *stats;         /* [chain][draw][CHAIN_N_STATS] */
 } chain_data;
 
 /* Read one phase. A draw not yet written (NaN lp) ends the chains there: n_draws is the

@@ -20,14 +20,14 @@
 enum { CHECKPOINT_N_COUNTERS = 8 };
 
 typedef struct checkpoint {
-  char *options;     /* the options record, "-name value\n" lines */
-  long step;         /* steps done by every chain (warm-up included) */
-  long draws[2];     /* draws in the chain file: warm-up, sampling */
+  char *options;                        /* the options record, "-name value\n" lines */
+  long step;                            /* steps done by every chain (warm-up included) */
+  long draws[2];                        /* draws in the chain file: warm-up, sampling */
   long counters[CHECKPOINT_N_COUNTERS]; /* gradient counts and the like, the caller's meaning */
   int n_chains;
-  size_t dim;        /* parameters per chain */
-  size_t state_size; /* bytes of one chain's sampler state */
-  double *positions; /* [n_chains][dim] */
+  size_t dim;            /* parameters per chain */
+  size_t state_size;     /* bytes of one chain's sampler state */
+  double *positions;     /* [n_chains][dim] */
   unsigned char *states; /* [n_chains][state_size] */
 } checkpoint;
 

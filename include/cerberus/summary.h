@@ -15,7 +15,7 @@
 #include <stdio.h>
 
 typedef struct summary_counts {
-  int n_rows, n_flagged;                 /* all rows */
+  int n_rows, n_flagged;                      /* all rows */
   int n_identifiable, n_identifiable_flagged; /* lp and the mass function */
   double max_rhat_identifiable, max_rhat_weights;
 } summary_counts;

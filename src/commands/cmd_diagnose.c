@@ -49,13 +49,13 @@ static int diagnose_run(options *o, MPI_Comm comm, const char *path) {
 int cmd_diagnose(int argc, char **argv, MPI_Comm comm) {
   options *o = NULL;
   CB_CALL(options_create(comm, "diagnose", "convergence diagnostics of a chain file", &o));
-  int st = argc == 1   ? diagnose_run(o, comm, argv[0])
-           : argc == 0 ? (options_help_requested(o) ? diagnose_run(o, comm, "")
-                                                     : CB_ERROR(CB_ERR_INPUT,
-                                                                "no chain file given (cerberus "
+  int st =
+      argc == 1 ? diagnose_run(o, comm, argv[0])
+      : argc == 0
+          ? (options_help_requested(o) ? diagnose_run(o, comm, "")
+                                       : CB_ERROR(CB_ERR_INPUT, "no chain file given (cerberus "
                                                                 "diagnose CHAIN.h5)"))
-                       : CB_ERROR(CB_ERR_INPUT, "diagnose takes one chain file (got %d arguments)",
-                                  argc);
+          : CB_ERROR(CB_ERR_INPUT, "diagnose takes one chain file (got %d arguments)", argc);
   options_destroy(&o);
   CB_CALL(st);
   return CB_OK;

@@ -84,8 +84,8 @@ static int read_options(options *o, infer_opts *p) {
                          sizeof p->field, NULL));
   CB_CALL(options_string(o, "-catalogue", "halo catalogue file (/halos)", NULL, p->catalogue,
                          sizeof p->catalogue, NULL));
-  CB_CALL(options_real(o, "-mass_threshold", "Mth in M_sun/h (default: the catalogue's)", 0,
-                       &p->mth));
+  CB_CALL(
+      options_real(o, "-mass_threshold", "Mth in M_sun/h (default: the catalogue's)", 0, &p->mth));
   CB_CALL(weights_arch_from_options(o, &p->arch));
   CB_CALL(options_string(o, "-weights",
                          "weights file: must have the architecture above; the start of -start file",
@@ -96,8 +96,8 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_real(o, "-prior_sigma", "width of the Gaussian prior on every weight", 10.0,
                        &p->prior_sigma));
   CB_CALL(options_int(o, "-chains", "number of chains", 4, &p->chains));
-  CB_CALL(options_int(o, "-seed", "seed (chain c uses seed + c; the starts seed + 7919)", 1,
-                      &p->seed));
+  CB_CALL(
+      options_int(o, "-seed", "seed (chain c uses seed + c; the starts seed + 7919)", 1, &p->seed));
   CB_CALL(options_int(o, "-warmup", "warm-up steps per chain", 200, &p->warmup));
   CB_CALL(options_int(o, "-samples", "samples per chain after warm-up", 500, &p->samples));
   hmc_config_default(&p->hmc);
@@ -116,17 +116,16 @@ static int read_options(options *o, infer_opts *p) {
                        &p->hmc.target_accept));
   CB_CALL(options_choice(o, "-start", "starting points: map, prior (random) or file",
                          "map,prior,file", "map", &p->start));
-  CB_CALL(options_int(o, "-map_starts", "random starts of the MAP optimisation", 4,
-                      &p->map_starts));
+  CB_CALL(
+      options_int(o, "-map_starts", "random starts of the MAP optimisation", 4, &p->map_starts));
   CB_CALL(options_int(o, "-map_iterations", "iterations of each MAP optimisation", 200,
                       &p->map_iterations));
-  CB_CALL(options_real(o, "-init_scale", "sd of the random starting points", 0.1,
-                       &p->init_scale));
+  CB_CALL(options_real(o, "-init_scale", "sd of the random starting points", 0.1, &p->init_scale));
   CB_CALL(options_string(o, "-o", "chain file (HDF5, ArviZ layout)", NULL, p->out, sizeof p->out,
                          NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing chain file", false, &p->overwrite));
-  CB_CALL(options_int(o, "-progress_every", "rounds between progress lines", 10,
-                      &p->progress_every));
+  CB_CALL(
+      options_int(o, "-progress_every", "rounds between progress lines", 10, &p->progress_every));
   CB_CALL(options_int(o, "-flush_every", "rounds between writes of the chain file", 10,
                       &p->flush_every));
   bool have_ck = false;
@@ -145,8 +144,7 @@ static int read_options(options *o, infer_opts *p) {
            "-chains must be between 1 and 4096 (got %ld)", p->chains);
   CB_CHECK(p->warmup >= 0, CB_ERR_INPUT, "-warmup must be >= 0 (got %ld)", p->warmup);
   CB_CHECK(p->samples >= 1, CB_ERR_INPUT, "-samples must be >= 1 (got %ld)", p->samples);
-  CB_CHECK(p->map_starts >= 1, CB_ERR_INPUT, "-map_starts must be >= 1 (got %ld)",
-           p->map_starts);
+  CB_CHECK(p->map_starts >= 1, CB_ERR_INPUT, "-map_starts must be >= 1 (got %ld)", p->map_starts);
   CB_CHECK(p->map_iterations >= 1, CB_ERR_INPUT, "-map_iterations must be >= 1 (got %ld)",
            p->map_iterations);
   CB_CHECK(p->init_scale > 0 && isfinite(p->init_scale), CB_ERR_INPUT,
@@ -166,8 +164,9 @@ static int read_options(options *o, infer_opts *p) {
 
 /* Options that may change between a checkpoint and its -resume. */
 static bool may_differ(const char *name) {
-  static const char *ok[] = {"-resume", "-overwrite", "-checkpoint_interval", "-progress_every",
-                             "-flush_every", "-signal_at", NULL};
+  static const char *ok[] = {
+      "-resume",    "-overwrite", "-checkpoint_interval", "-progress_every", "-flush_every",
+      "-signal_at", NULL};
   for (int i = 0; ok[i]; i++)
     if (!strcmp(name, ok[i])) return true;
   return false;
@@ -483,9 +482,7 @@ static int read_checkpoint(run *r, checkpoint *ck) {
     bool prev = false;
     char why[4400] = "";
     st = checkpoint_read(r->p->ckpt, ck, &prev, why, sizeof why);
-    if (!st && prev)
-      log_warn("%s; resuming from the previous checkpoint %s.prev", why,
-               r->p->ckpt);
+    if (!st && prev) log_warn("%s; resuming from the previous checkpoint %s.prev", why, r->p->ckpt);
     if (!st) st = compare_options(r->record, ck->options, r->p->ckpt);
   }
   st = agree(r->world, st);
@@ -524,8 +521,9 @@ static int read_checkpoint(run *r, checkpoint *ck) {
   /* options agree, so the chain count does; the dimension follows from the architecture */
   if (ck->n_chains != r->K || ck->dim != r->dim) {
     checkpoint_free(ck);
-    return CB_ERROR(CB_ERR_INPUT, "checkpoint '%s' holds %d chains of %zu parameters, not %d of %zu",
-                    r->p->ckpt, ck->n_chains, ck->dim, r->K, r->dim);
+    return CB_ERROR(CB_ERR_INPUT,
+                    "checkpoint '%s' holds %d chains of %zu parameters, not %d of %zu", r->p->ckpt,
+                    ck->n_chains, ck->dim, r->K, r->dim);
   }
   return CB_OK;
 }
@@ -593,8 +591,8 @@ static int finish_attrs(run *r, options *o) {
   (void)MPI_Reduce(r->counters, cnt, CHECKPOINT_N_COUNTERS, MPI_LONG, MPI_SUM, 0, r->world);
   const double *m = NULL;
   size_t nm = hmc_inverse_metric(r->h[0], &m);
-  double *loc = calloc((size_t)r->K * nm + 1, sizeof *loc), *all = calloc((size_t)r->K * nm + 1,
-                                                                           sizeof *all);
+  double *loc = calloc((size_t)r->K * nm + 1, sizeof *loc),
+         *all = calloc((size_t)r->K * nm + 1, sizeof *all);
   CB_CHECK(loc && all, CB_ERR_MEM, "out of memory");
   for (int i = 0; i < r->n_local; i++) {
     nm = hmc_inverse_metric(r->h[i], &m);
@@ -652,8 +650,13 @@ static int infer_body(run *r, options *o) {
     free(w);
     CB_CALL(agree(r->world, st));
   }
-  chain_layout lay = {r->K, r->dim, r->names, POSTERIOR_MF_BINS, POSTERIOR_MF_MASSES,
-                      posterior_mf_edges(r->post), posterior_mf_masses(r->post)};
+  chain_layout lay = {r->K,
+                      r->dim,
+                      r->names,
+                      POSTERIOR_MF_BINS,
+                      POSTERIOR_MF_MASSES,
+                      posterior_mf_edges(r->post),
+                      posterior_mf_masses(r->post)};
   r->R = chain_record_size(&lay);
   CB_CALLOC(r->rec, (size_t)r->K * r->R);
   CB_CALLOC(r->rec_sum, (size_t)r->K * r->R);
@@ -670,8 +673,7 @@ static int infer_body(run *r, options *o) {
     if (!st) st = chain_reopen(r->world, p->out, &lay, ck.draws[0], ck.draws[1], &r->cf);
     checkpoint_free(&ck);
     CB_CALL(st);
-    log_info("infer: resumed at round %ld of %ld from %s", step0, p->warmup + p->samples,
-             p->ckpt);
+    log_info("infer: resumed at round %ld of %ld from %s", step0, p->warmup + p->samples, p->ckpt);
   } else {
     double *map = calloc(r->dim, sizeof *map);
     CB_CHECK(map, CB_ERR_MEM, "out of memory");
@@ -729,8 +731,8 @@ static int infer_body(run *r, options *o) {
   if (!st) st = chain_close(&r->cf);
   CB_CALL(st);
   if (stopped) return CB_OK;
-  log_info("infer: wrote %s (%ld warm-up + %ld samples x %d chains)", p->out, p->warmup,
-           p->samples, r->K);
+  log_info("infer: wrote %s (%ld warm-up + %ld samples x %d chains)", p->out, p->warmup, p->samples,
+           r->K);
   if (r->wrank == 0) {
     chain_data dd;
     st = chain_read(p->out, CHAIN_SAMPLING, &dd);

@@ -27,9 +27,9 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *stat_names[CHAIN_N_STATS] = {
-    "lp",     "log_likelihood", "acceptance_rate", "step_size", "n_steps",
-    "energy", "energy_error",   "diverging",       "wall_time"};
+static const char *stat_names[CHAIN_N_STATS] = {"lp",           "log_likelihood", "acceptance_rate",
+                                                "step_size",    "n_steps",        "energy",
+                                                "energy_error", "diverging",      "wall_time"};
 
 const char *chain_stat_name(int s) {
   return s >= 0 && s < CHAIN_N_STATS ? stat_names[s] : "?";
@@ -56,10 +56,10 @@ struct chain_file {
   char path[4096];
   chain_layout l;
   size_t rec;
-  long written[2];    /* draws in the file, per phase */
-  long n_buf[2];      /* buffered draws, per phase */
-  size_t cap[2];      /* buffered draws the buffer holds */
-  double *buf[2];     /* [n_buf][n_chains][rec] */
+  long written[2]; /* draws in the file, per phase */
+  long n_buf[2];   /* buffered draws, per phase */
+  size_t cap[2];   /* buffered draws the buffer holds */
+  double *buf[2];  /* [n_buf][n_chains][rec] */
   pending_attr attrs[N_PENDING_ATTRS];
   int n_attrs;
 };
@@ -212,7 +212,8 @@ static int make_group(hid_t file, const char *gname, bool post, bool stats, cons
     bad |= sw < 0 || sb < 0 || sm < 0;
     if (!bad) {
       bad |= attr_doubles(sb, "delta_edges", (size_t)nb + 1, l->bin_edges);
-      bad |= attr_str(sb, "long_name", "centre of the bin in delta (equal widths in ln(1+delta+eps))");
+      bad |=
+          attr_str(sb, "long_name", "centre of the bin in delta (equal widths in ln(1+delta+eps))");
       bad |= attr_str(sm, "units", "M_sun/h");
       hid_t s3[3] = {sc, sd, sw}, s4[4] = {sc, sd, sb, sm};
       hsize_t d3[3] = {(hsize_t)l->n_chains, 0, l->dim};
@@ -226,7 +227,7 @@ static int make_group(hid_t file, const char *gname, bool post, bool stats, cons
     hid_t s2[2] = {sc, sd};
     hsize_t d2[2] = {(hsize_t)l->n_chains, 0};
     for (int s = 0; s < CHAIN_N_STATS && !bad; s++) {
-      hid_t t = s == CHAIN_N_STEPS ? H5T_NATIVE_LLONG
+      hid_t t = s == CHAIN_N_STEPS     ? H5T_NATIVE_LLONG
                 : s == CHAIN_DIVERGING ? H5T_NATIVE_INT8
                                        : H5T_NATIVE_DOUBLE;
       bad |= make_var(g, stat_names[s], t, 2, s2, d2, NULL);
@@ -443,7 +444,7 @@ static int write_var(hid_t g, const char *name, const chain_file *cf, const doub
   count[1] = (hsize_t)nb;
   hid_t ms = H5Screate_simple(nd, count, NULL);
   bad |= H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0;
-  const void *src = memtype == H5T_NATIVE_LLONG ? (const void *)xl
+  const void *src = memtype == H5T_NATIVE_LLONG  ? (const void *)xl
                     : memtype == H5T_NATIVE_INT8 ? (const void *)xb
                                                  : (const void *)x;
   if (!bad) bad |= H5Dwrite(d, memtype, ms, fs, H5P_DEFAULT, src) < 0;
@@ -475,8 +476,8 @@ static int write_draw(hid_t g, long w0, long nb) {
   return bad ? -1 : 0;
 }
 
-static int flush_group(hid_t f, const char *gname, const chain_file *cf, const double *buf,
-                       long w0, long nb, bool post, bool stats) {
+static int flush_group(hid_t f, const char *gname, const chain_file *cf, const double *buf, long w0,
+                       long nb, bool post, bool stats) {
   if (group_extent(f, gname, w0 + nb, post, stats)) return -1;
   hid_t g = H5Gopen2(f, gname, H5P_DEFAULT);
   if (g < 0) return -1;
@@ -489,7 +490,7 @@ static int flush_group(hid_t f, const char *gname, const chain_file *cf, const d
   if (stats)
     for (int s = 0; s < CHAIN_N_STATS; s++)
       bad |= write_var(g, stat_names[s], cf, buf, w0, nb, d + nmf + (size_t)s, 1,
-                       s == CHAIN_N_STEPS    ? H5T_NATIVE_LLONG
+                       s == CHAIN_N_STEPS     ? H5T_NATIVE_LLONG
                        : s == CHAIN_DIVERGING ? H5T_NATIVE_INT8
                                               : H5T_NATIVE_DOUBLE);
   H5Gclose(g);
@@ -500,15 +501,17 @@ static int flush_rank0(chain_file *cf) {
   if (!cf->n_buf[0] && !cf->n_buf[1] && !cf->n_attrs) return CB_OK;
   hid_t f = H5Fopen(cf->path, H5F_ACC_RDWR, H5P_DEFAULT);
   if (f < 0)
-    return CB_ERROR(CB_ERR_IO, "cannot open the chain file '%s' to add draws (removed, or locked "
-                               "by a reader?)", cf->path);
+    return CB_ERROR(CB_ERR_IO,
+                    "cannot open the chain file '%s' to add draws (removed, or locked "
+                    "by a reader?)",
+                    cf->path);
   int bad = 0;
   if (cf->n_buf[CHAIN_WARMUP])
     bad |= flush_group(f, "warmup", cf, cf->buf[0], cf->written[0], cf->n_buf[0], true, true);
   if (cf->n_buf[CHAIN_SAMPLING]) {
     bad |= flush_group(f, "posterior", cf, cf->buf[1], cf->written[1], cf->n_buf[1], true, false);
-    bad |= flush_group(f, "sample_stats", cf, cf->buf[1], cf->written[1], cf->n_buf[1], false,
-                       true);
+    bad |=
+        flush_group(f, "sample_stats", cf, cf->buf[1], cf->written[1], cf->n_buf[1], false, true);
   }
   for (int i = 0; i < cf->n_attrs; i++) {
     pending_attr *a = &cf->attrs[i];
@@ -621,8 +624,8 @@ int chain_read(const char *path, int phase, chain_data *d) {
   int nd;
   if (g < 0 || h < 0 || read_all(g, "weights", &w, dw, &nd) || nd != 3 ||
       read_all(g, "mass_function", &mf, dm, &nd) || nd != 4) {
-    st = CB_ERROR(CB_ERR_INPUT, "'%s' is not a chain file (no /%s/weights and mass_function)",
-                  path, gp);
+    st = CB_ERROR(CB_ERR_INPUT, "'%s' is not a chain file (no /%s/weights and mass_function)", path,
+                  gp);
     goto done;
   }
   d->n_chains = (int)dw[0];
@@ -642,8 +645,8 @@ int chain_read(const char *path, int phase, chain_data *d) {
   for (int s = 0; s < CHAIN_N_STATS; s++) {
     if (read_all(h, stat_names[s], &tmp, ds, &nd) || nd != 2 || ds[0] != dw[0] ||
         (long)ds[1] < nt) {
-      st = CB_ERROR(CB_ERR_INPUT, "chain file '%s': /%s/%s missing or of the wrong shape", path,
-                    gs, stat_names[s]);
+      st = CB_ERROR(CB_ERR_INPUT, "chain file '%s': /%s/%s missing or of the wrong shape", path, gs,
+                    stat_names[s]);
       goto done;
     }
     for (int c = 0; c < d->n_chains; c++)

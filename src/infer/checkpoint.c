@@ -229,7 +229,6 @@ int checkpoint_read(const char *path, checkpoint *ck, bool *used_previous, char 
     *used_previous = true;
     return CB_OK;
   }
-  if (r1 == 1 && r2 == 1)
-    return CB_ERROR(CB_ERR_IO, "no checkpoint '%s' to resume from", path);
+  if (r1 == 1 && r2 == 1) return CB_ERROR(CB_ERR_IO, "no checkpoint '%s' to resume from", path);
   return CB_ERROR(CB_ERR_INPUT, "no usable checkpoint: %s; %s", w1, w2);
 }

@@ -24,10 +24,10 @@ struct posterior {
   weights_arch a;
   posterior_config cfg;
   size_t dim;
-  bool *mono;   /* [dim] */
-  double *w;    /* [dim] scratch weights */
-  double *gw;   /* [dim] scratch gradient */
-  int *bin;     /* [n_real_local] density bin of each owned voxel */
+  bool *mono; /* [dim] */
+  double *w;  /* [dim] scratch weights */
+  double *gw; /* [dim] scratch gradient */
+  int *bin;   /* [n_real_local] density bin of each owned voxel */
   double edges[POSTERIOR_MF_BINS + 1], masses[POSTERIOR_MF_MASSES];
   double nvox[POSTERIOR_MF_BINS];
   long n_eval;
@@ -120,7 +120,8 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
   int b = 1;
   for (int k = 0; k < NH && b < POSTERIOR_MF_BINS; k++) {
     cum += hist[k];
-    while (b < POSTERIOR_MF_BINS && cum >= total * b / POSTERIOR_MF_BINS) xe[b++] = lo + (k + 1) * dx;
+    while (b < POSTERIOR_MF_BINS && cum >= total * b / POSTERIOR_MF_BINS)
+      xe[b++] = lo + (k + 1) * dx;
   }
   free(hist);
   for (int e = 0; e <= POSTERIOR_MF_BINS; e++) p->edges[e] = exp(xe[e]) - 1 - eps;

@@ -20,8 +20,7 @@ static void row(FILE *out, const char *name, const diagnose_stats *s) {
 
 int summary_print(FILE *out, const chain_data *d, summary_counts *counts) {
   const size_t K = (size_t)d->n_chains, T = (size_t)d->n_draws;
-  CB_CHECK(T >= 4, CB_ERR_INPUT, "only %zu complete draws in each chain: at least 4 are needed",
-           T);
+  CB_CHECK(T >= 4, CB_ERR_INPUT, "only %zu complete draws in each chain: at least 4 are needed", T);
   const size_t nmf = (size_t)d->n_bins * (size_t)d->n_masses;
   double *x = malloc(K * T * sizeof *x);
   CB_CHECK(x, CB_ERR_MEM, "out of memory for the diagnostics");
