@@ -279,14 +279,6 @@ static int setup_target(run *r) {
   r->dim = posterior_dim(r->post);
   CB_CALLOC(r->names, r->dim);
   for (size_t i = 0; i < r->dim; i++) CB_CALL(weights_name(a, i, r->names[i], 64));
-  if (p->monotone)
-    for (size_t i = 0; i < r->dim; i++)
-      if (posterior_is_monotone(r->post, i)) {
-        /* the file holds the weights: w_c = softplus(t_c) > 0 */
-        char tmp[64];
-        snprintf(tmp, sizeof tmp, "%s", r->names[i]);
-        snprintf(r->names[i], 64, "%s", tmp);
-      }
   char desc[512];
   weights_arch_describe(a, desc, sizeof desc);
   log_info("infer: %s%s; %ld halos above Mth = %g", desc, p->monotone ? ", monotone engine" : "",
