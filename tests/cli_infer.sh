@@ -5,6 +5,7 @@
 #    dimensions (chain, draw, weight) in /posterior, (chain, draw) in /sample_stats, the
 #    warm-up in /warmup, the gradient counts and options as root attributes; diagnose prints
 #    the table; plot_chain.py draws it;
+#  - a running job's chain file read by cerberus diagnose;
 #  - kill and resume: stopped by SIGTERM (sent by the program itself after round 23, and sent
 #    from outside at an arbitrary moment), then -resume: the chain file equals the straight
 #    run's bit for bit (wall_time apart), on 1 rank and on 2 ranks (2 rank groups, 3 chains);
@@ -53,19 +54,26 @@ run mpiexec -n 2 "$EXE" infer $O -chains 3 -o s2.h5
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -signal_at 9
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -resume
 same s2.h5 k2.h5
-# SIGTERM from outside at an arbitrary moment (a longer run, checkpoints every round)
-L="-field mock.h5 -catalogue mock.h5 -start prior -warmup 20 -samples 130 -chains 2 -progress_every 5"
+# SIGTERM from outside at an arbitrary moment (round k, somewhere after 10), -resume until
+# round 250 (-signal_at may differ at a resume), against a straight run stopped at 250 too
+L="-field mock.h5 -catalogue mock.h5 -start prior -warmup 20 -samples 1000 -chains 2 -progress_every 5"
 "$EXE" infer $L -o x.h5 > x.log 2>&1 &
 pid=$!
-for i in $(seq 200); do grep -q "step 10/" x.log && break; sleep 0.05; done
+for i in $(seq 400); do grep -q "step 10/" x.log && break; sleep 0.05; done
+# the running job's file is readable (its first 10 warm-up draws at least), and reading it
+# does not stop the job
+"$EXE" diagnose x.h5 -warmup > xd.txt 2>&1 && grep -q "^lp " xd.txt ||
+  { echo "FAIL: the running job's chain file cannot be read: $(cat xd.txt)"; fail=1; }
 kill -TERM $pid
 wait $pid || { echo "FAIL: the run stopped by SIGTERM exited non-zero: $(cat x.log)"; fail=1; }
-if grep -q "SIGTERM: stopped after round" x.log; then
-  run "$EXE" infer $L -o x.h5 -resume -quiet
-  run "$EXE" infer $L -o xs.h5 -quiet
+k=$(sed -n 's/.*SIGTERM: stopped after round \([0-9]*\).*/\1/p' x.log)
+if [ -n "$k" ] && [ "$k" -lt 250 ]; then
+  echo "ok: stopped from outside after round $k"
+  run "$EXE" infer $L -o x.h5 -resume -quiet -signal_at 250
+  run "$EXE" infer $L -o xs.h5 -quiet -signal_at 250
   same xs.h5 x.h5
 else
-  echo "FAIL: the run was not stopped by SIGTERM: $(tail -3 x.log)"; fail=1
+  echo "FAIL: the run was not stopped by SIGTERM before round 250: $(tail -3 x.log)"; fail=1
 fi
 # a truncated newest checkpoint: the previous one is used (checkpoints at every round)
 run "$EXE" infer $O -chains 2 -o t.h5 -signal_at 30 -checkpoint_interval 1e-9

@@ -72,14 +72,19 @@ int chain_create(MPI_Comm comm, const char *path, bool overwrite, const chain_la
  * being resumed). The layout must match (error naming the file). Collective. */
 int chain_reopen(MPI_Comm comm, const char *path, const chain_layout *l, long n_warmup,
                  long n_samples, chain_file **cf);
-/* Flush and close; accepts NULL, leaves NULL. Collective. */
+/* Sync and close; accepts NULL, leaves NULL. Collective. */
 int chain_close(chain_file **cf);
 
 /* One step of every chain: rec holds n_chains records (only rank 0's copy is used), the draw
  * is the next one of the phase. Buffered. Collective (cheap: nothing is communicated). */
 int chain_append(chain_file *cf, int phase, const double *rec);
-/* Write the buffered draws (and the root attributes set since). Collective. */
+/* Write the buffered draws (and the root attributes set since). When the file is busy (a
+ * reader holds its lock) for about a second, the draws stay buffered for the next write, with
+ * a warning: a reader never stops a run. Collective. */
 int chain_flush(chain_file *cf);
+/* The same, but the draws must be written (before a checkpoint, at the close): about ten
+ * seconds of retries, then CB_ERR_IO. Collective. */
+int chain_sync(chain_file *cf);
 /* Draws written or buffered in a phase. Not collective. */
 long chain_draws(const chain_file *cf, int phase);
 

@@ -419,7 +419,7 @@ static int make_samplers(run *r, const double *q0_all /* [K][dim] or NULL */, co
 static int write_checkpoint(run *r, long step) {
   const int K = r->K;
   const size_t d = r->dim, S = hmc_state_size(r->h[0]);
-  CB_CALL(chain_flush(r->cf));
+  CB_CALL(chain_sync(r->cf));
   unsigned char *st_loc = calloc((size_t)K * S + 1, 1), *st_all = calloc((size_t)K * S + 1, 1);
   double *pos = calloc((size_t)K * d, sizeof *pos), *pos_all = calloc((size_t)K * d, sizeof *pos);
   unsigned char *one = malloc(S + 1);

@@ -17,6 +17,7 @@
  * sees a complete file while the job runs. */
 #include "cerberus/chain.h"
 
+#include "cerberus/log.h"
 #include "cerberus/status.h"
 
 #include <hdf5.h>
@@ -25,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *stat_names[CHAIN_N_STATS] = {"lp",           "log_likelihood", "acceptance_rate",
@@ -381,7 +383,7 @@ int chain_reopen(MPI_Comm comm, const char *path, const chain_layout *l, long n_
 int chain_close(chain_file **pcf) {
   if (!pcf || !*pcf) return CB_OK;
   chain_file *cf = *pcf;
-  int st = chain_flush(cf);
+  int st = chain_sync(cf);
   for (int p = 0; p < 2; p++) free(cf->buf[p]);
   for (int i = 0; i < cf->n_attrs; i++) {
     free(cf->attrs[i].s);
@@ -497,14 +499,22 @@ static int flush_group(hid_t f, const char *gname, const chain_file *cf, const d
   return bad ? -1 : 0;
 }
 
-static int flush_rank0(chain_file *cf) {
+enum { FLUSH_DEFERRED = 98 }; /* the file was busy: the draws stay buffered */
+
+static int flush_rank0(chain_file *cf, int tries) {
   if (!cf->n_buf[0] && !cf->n_buf[1] && !cf->n_attrs) return CB_OK;
-  hid_t f = H5Fopen(cf->path, H5F_ACC_RDWR, H5P_DEFAULT);
-  if (f < 0)
+  hid_t f = -1;
+  for (int t = 0; t < tries && f < 0; t++) { /* a reader may hold the file for a moment */
+    f = H5Fopen(cf->path, H5F_ACC_RDWR, H5P_DEFAULT);
+    if (f < 0) nanosleep(&(struct timespec){0, 50000000}, NULL);
+  }
+  if (f < 0) {
+    if (tries < 100) return FLUSH_DEFERRED;
     return CB_ERROR(CB_ERR_IO,
                     "cannot open the chain file '%s' to add draws (removed, or locked "
                     "by a reader?)",
                     cf->path);
+  }
   int bad = 0;
   if (cf->n_buf[CHAIN_WARMUP])
     bad |= flush_group(f, "warmup", cf, cf->buf[0], cf->written[0], cf->n_buf[0], true, true);
@@ -524,8 +534,16 @@ static int flush_rank0(chain_file *cf) {
   return CB_OK;
 }
 
-int chain_flush(chain_file *cf) {
-  int st = cf->rank == 0 ? flush_rank0(cf) : CB_OK;
+static int flush(chain_file *cf, int tries) {
+  int st = cf->rank == 0 ? flush_rank0(cf, tries) : CB_OK;
+  int deferred = st == FLUSH_DEFERRED;
+  MPI_Bcast(&deferred, 1, MPI_INT, 0, cf->comm);
+  if (deferred) {
+    log_warn("the chain file '%s' is busy (opened by a reader?): its draws stay buffered until "
+             "the next write",
+             cf->path);
+    return CB_OK;
+  }
   CB_CALL(shared_status(cf->comm, st));
   for (int p = 0; p < 2; p++) {
     cf->written[p] += cf->n_buf[p];
@@ -537,6 +555,16 @@ int chain_flush(chain_file *cf) {
   }
   memset(cf->attrs, 0, sizeof cf->attrs);
   cf->n_attrs = 0;
+  return CB_OK;
+}
+
+int chain_flush(chain_file *cf) {
+  CB_CALL(flush(cf, 20));
+  return CB_OK;
+}
+
+int chain_sync(chain_file *cf) {
+  CB_CALL(flush(cf, 200));
   return CB_OK;
 }
 
