@@ -3,7 +3,8 @@
  * Targets are Gaussians N(mu, Sigma) whose work is split over the ranks: rank r computes the
  * rows i = r mod size of P (q - mu), P = Sigma^-1, and the pieces are summed by MPI_Allreduce
  * (each gradient element is non-zero on one rank only, so the gradient is exact on every rank
- * count; ln p is rounded differently).
+ * count, and ln p = (q - mu).grad / 2 is computed from it: the target has the same bits on any
+ * number of ranks, so any difference between rank counts would be the sampler's).
  *
  * - Statistics (on one rank, where the runs are cheap): on a 2-D correlated Gaussian and on a
  *   50-D Gaussian with condition number 1e4, every variant (leapfrog diag, dense, Omelyan,
@@ -49,16 +50,16 @@ static int gauss_logp(void *ctx, const double *q, double *logp, double *grad) {
   MPI_Comm_rank(g->comm, &rank);
   MPI_Comm_size(g->comm, &size);
   size_t d = g->d;
-  double lp = 0;
   for (size_t i = 0; i < d; i++) grad[i] = 0;
   for (size_t i = (size_t)rank; i < d; i += (size_t)size) {
     double s = 0;
     for (size_t j = 0; j < d; j++) s += g->prec[i * d + j] * (q[j] - g->mu[j]);
     grad[i] = -s;
-    lp += -0.5 * (q[i] - g->mu[i]) * s;
   }
-  MPI_Allreduce(MPI_IN_PLACE, &lp, 1, MPI_DOUBLE, MPI_SUM, g->comm);
   MPI_Allreduce(MPI_IN_PLACE, grad, (int)d, MPI_DOUBLE, MPI_SUM, g->comm);
+  /* From the whole (exact) gradient, so ln p has the same bits on every rank count. */
+  double lp = 0;
+  for (size_t i = 0; i < d; i++) lp += 0.5 * (q[i] - g->mu[i]) * grad[i];
   if (g->truncate && q[0] < 0) lp = NAN;
   *logp = lp;
   g->calls++;
@@ -294,10 +295,327 @@ static void test_statistics(void) {
   gauss_free(&gr);
 }
 
+/* A truncated Gaussian: ln p = NaN where q_0 < 0. */
+static void test_truncated(void) {
+  MPI_Comm self = MPI_COMM_SELF;
+  gauss g;
+  gauss_init(&g, self, 2, 2.385 * 2.385, 2.385 * 2.385, false, 3);
+  g.mu[0] = 0;
+  g.mu[1] = 0.4;
+  g.truncate = true;
+  const variant *vs[2] = {&variants[0], &variants[4]};
+  for (int v = 0; v < 2; v++) {
+    hmc_config c;
+    config_of(vs[v], &c, 401 + (unsigned long)v);
+    c.n_warmup = 500;
+    c.n_steps = 8;
+    const long n = 4000;
+    double q0[2] = {0.5, 0.3};
+    hmc *h = NULL;
+    char what[96];
+    snprintf(what, sizeof what, "truncated %s", vs[v]->name);
+    TEST_STATUS(hmc_create(self, 2, &c, gauss_logp, &g, q0, &h), CB_OK, what);
+    if (!h) continue;
+    double *x = malloc(3 * (size_t)n * sizeof *x);
+    long grads = 0, div = 0, nonfin = 0, below = 0;
+    for (long k = 0; k < c.n_warmup + n; k++) {
+      hmc_step_info info;
+      TEST_STATUS(hmc_step(h, &info), CB_OK, what);
+      grads += info.n_grad;
+      div += info.diverging;
+      nonfin += info.nonfinite;
+      if (info.nonfinite && (info.accepted || info.accept_prob != 0 || !info.diverging))
+        TEST_CHECK(0, "%s: a non-finite trajectory accepted (p %g)", what, info.accept_prob);
+      const double *q = hmc_position(h);
+      below += q[0] < 0;
+      if (k >= c.n_warmup) {
+        size_t i = (size_t)(k - c.n_warmup);
+        x[i] = q[0];
+        x[(size_t)n + i] = q[1];
+        x[2 * (size_t)n + i] = q[0] * q[0];
+      }
+    }
+    TEST_CHECK(nonfin > 20, "%s: only %ld non-finite trajectories", what, nonfin);
+    TEST_CHECK(nonfin == hmc_n_nonfinite(h) && div == hmc_n_diverging(h),
+               "%s: counts %ld/%ld vs %ld/%ld", what, nonfin, div, hmc_n_nonfinite(h),
+               hmc_n_diverging(h));
+    TEST_CHECK(grads + 1 == hmc_n_grad(h), "%s: gradients %ld + 1 vs %ld", what, grads,
+               hmc_n_grad(h));
+    TEST_CHECK(below == 0, "%s: %ld draws outside the domain", what, below);
+    double sd = 2.385, truth[3] = {sd * sqrt(2 / M_PI), 0.4, sd * sd};
+    for (int k = 0; k < 3; k++) {
+      diagnose_stats st;
+      TEST_STATUS(diagnose_summary(what, 1, (size_t)n, x + k * n, &st), CB_OK, what);
+      TEST_CHECK(fabs(st.mean - truth[k]) < 5 * st.mcse_mean && st.ess_bulk > 200,
+                 "%s: moment %d %.4g vs %.4g (MCSE %.3g, ESS %.0f)", what, k, st.mean, truth[k],
+                 st.mcse_mean, st.ess_bulk);
+    }
+    if (verbose)
+      printf("%s: %ld non-finite of %ld, acceptance %.2f\n", what, nonfin, c.n_warmup + n,
+             (double)hmc_n_accepted(h) / (double)(c.n_warmup + n));
+    free(x);
+    hmc_destroy(&h);
+  }
+  gauss_free(&g);
+}
+
+static bool same_bits(size_t n, const double *a, const double *b) {
+  return memcmp(a, b, n * sizeof *a) == 0;
+}
+
+/* The chain on comm equals the chain alone on each rank; the ranks agree. */
+static void test_ranks(MPI_Comm comm) {
+  const size_t d = 7;
+  gauss gw, gs;
+  gauss_init(&gw, comm, d, 0.05, 20, true, 5);
+  gauss_init(&gs, MPI_COMM_SELF, d, 0.05, 20, true, 5);
+  double q0[7] = {0.3, -1.2, 2.385, 0.7, -0.1, 1.9, -2.2};
+  for (size_t v = 0; v < N_VARIANTS; v++) {
+    hmc_config c;
+    config_of(&variants[v], &c, 501 + v);
+    c.n_warmup = 80;
+    c.n_steps = 6;
+    c.window_init = 15;
+    c.window_base = 10;
+    c.window_term = 20;
+    hmc *hw = NULL, *hs = NULL;
+    TEST_STATUS(hmc_create(comm, d, &c, gauss_logp, &gw, q0, &hw), CB_OK, variants[v].name);
+    TEST_STATUS(hmc_create(MPI_COMM_SELF, d, &c, gauss_logp, &gs, q0, &hs), CB_OK,
+                variants[v].name);
+    if (!hw || !hs) continue;
+    int bad = 0, worst = 0;
+    for (int k = 0; k < 130 && !bad; k++) {
+      hmc_step_info iw, is;
+      TEST_STATUS(hmc_step(hw, &iw), CB_OK, "step on comm");
+      TEST_STATUS(hmc_step(hs, &is), CB_OK, "step alone");
+      if (!same_bits(d, hmc_position(hw), hmc_position(hs)) || iw.accepted != is.accepted ||
+          iw.n_steps != is.n_steps || iw.step_size != is.step_size) {
+        TEST_CHECK(0, "%s: the chain on %d ranks leaves the one on 1 rank at step %d",
+                   variants[v].name, testing_size(), k);
+        bad = 1;
+      }
+      if (hmc_lp(hw) != hmc_lp(hs) && !bad++)
+        TEST_CHECK(0, "%s: lp %.17g vs %.17g", variants[v].name, hmc_lp(hw), hmc_lp(hs));
+      /* every rank holds the same position as the root */
+      double mine[7], lo[7], hi[7];
+      memcpy(mine, hmc_position(hw), sizeof mine);
+      MPI_Allreduce(mine, lo, (int)d, MPI_DOUBLE, MPI_MIN, comm);
+      MPI_Allreduce(mine, hi, (int)d, MPI_DOUBLE, MPI_MAX, comm);
+      if (!same_bits(d, lo, hi)) worst = 1;
+    }
+    TEST_CHECK(!worst, "%s: the ranks hold different positions", variants[v].name);
+    TEST_CHECK(hmc_n_accepted(hw) > 40, "%s: %ld accepted", variants[v].name, hmc_n_accepted(hw));
+    hmc_destroy(&hw);
+    hmc_destroy(&hs);
+  }
+  gauss_free(&gw);
+  gauss_free(&gs);
+}
+
+/* Save at step k inside warm-up; load into a new sampler (on comm, and alone on each rank). */
+static void test_restart(MPI_Comm comm) {
+  const size_t d = 5;
+  gauss gw, gs;
+  gauss_init(&gw, comm, d, 0.1, 10, true, 9);
+  gauss_init(&gs, MPI_COMM_SELF, d, 0.1, 10, true, 9);
+  double q0[5] = {0.3, -1.2, 2.385, 0.7, -0.1}, q1[5] = {1, 2, 3, 4, 5};
+  const int k_save = 70, n_more = 60;
+  for (size_t v = 0; v < N_VARIANTS; v++) {
+    hmc_config c;
+    config_of(&variants[v], &c, 601 + v);
+    c.n_warmup = 100;
+    c.n_steps = 5;
+    c.window_init = 20; /* windows end inside the continued part */
+    c.window_base = 10;
+    c.window_term = 30;
+    hmc *a = NULL, *b = NULL, *s = NULL;
+    const char *nm = variants[v].name;
+    TEST_STATUS(hmc_create(comm, d, &c, gauss_logp, &gw, q0, &a), CB_OK, nm);
+    TEST_STATUS(hmc_create(comm, d, &c, gauss_logp, &gw, q1, &b), CB_OK, nm);
+    TEST_STATUS(hmc_create(MPI_COMM_SELF, d, &c, gauss_logp, &gs, q1, &s), CB_OK, nm);
+    if (!a || !b || !s) continue;
+    for (int k = 0; k < k_save; k++) TEST_STATUS(hmc_step(a, NULL), CB_OK, nm);
+    size_t n = hmc_state_size(a);
+    TEST_CHECK(n == hmc_state_size(b), "%s: state sizes differ", nm);
+    unsigned char *buf = malloc(n), *buf2 = malloc(n), *buf3 = malloc(n);
+    TEST_STATUS(hmc_state_save(a, buf), CB_OK, nm);
+    TEST_STATUS(hmc_state_load(b, buf), CB_OK, nm);
+    TEST_STATUS(hmc_state_load(s, buf), CB_OK, nm);
+    int bad = 0;
+    for (int k = 0; k < n_more && !bad; k++) {
+      hmc_step_info ia, ib, is;
+      TEST_STATUS(hmc_step(a, &ia), CB_OK, nm);
+      TEST_STATUS(hmc_step(b, &ib), CB_OK, nm);
+      TEST_STATUS(hmc_step(s, &is), CB_OK, nm);
+      if (!same_bits(d, hmc_position(a), hmc_position(b)) || ia.step_size != ib.step_size ||
+          ia.energy != ib.energy || hmc_lp(a) != hmc_lp(b)) {
+        TEST_CHECK(0, "%s: the resumed chain differs at step %d after the save", nm, k);
+        bad = 1;
+      }
+      if (!same_bits(d, hmc_position(a), hmc_position(s)) || ia.step_size != is.step_size) {
+        TEST_CHECK(0, "%s: the chain resumed on 1 rank differs at step %d", nm, k);
+        bad = 1;
+      }
+    }
+    TEST_CHECK(!hmc_in_warmup(a) && !hmc_in_warmup(b), "%s: still in warm-up", nm);
+    /* The whole states agree at the end. */
+    TEST_STATUS(hmc_state_save(a, buf), CB_OK, nm);
+    TEST_STATUS(hmc_state_save(b, buf2), CB_OK, nm);
+    TEST_CHECK(memcmp(buf, buf2, n) == 0, "%s: the final states differ", nm);
+    /* The saved state is the same on every rank. */
+    memcpy(buf3, buf, n);
+    MPI_Bcast(buf3, (int)n, MPI_BYTE, 0, comm);
+    TEST_CHECK(memcmp(buf, buf3, n) == 0, "%s: the state differs between ranks", nm);
+    free(buf), free(buf2), free(buf3);
+    hmc_destroy(&a);
+    hmc_destroy(&b);
+    hmc_destroy(&s);
+  }
+  /* A state of another metric, another dimension: refused. */
+  {
+    hmc_config c1, c2;
+    config_of(&variants[0], &c1, 1);
+    config_of(&variants[1], &c2, 1);
+    hmc *a = NULL, *b = NULL, *e = NULL;
+    TEST_STATUS(hmc_create(comm, d, &c1, gauss_logp, &gw, q0, &a), CB_OK, "diag");
+    TEST_STATUS(hmc_create(comm, d, &c2, gauss_logp, &gw, q0, &b), CB_OK, "dense");
+    gauss g4;
+    gauss_init(&g4, comm, 4, 0.1, 10, false, 9);
+    TEST_STATUS(hmc_create(comm, 4, &c1, gauss_logp, &g4, q0, &e), CB_OK, "dim 4");
+    if (a && b && e) {
+      unsigned char *buf = malloc(hmc_state_size(a));
+      TEST_STATUS(hmc_state_save(a, buf), CB_OK, "save");
+      TEST_STATUS(hmc_state_load(b, buf), CB_ERR_INPUT, "load a diag state into dense");
+      TEST_STATUS(hmc_state_load(e, buf), CB_ERR_INPUT, "load a 5-D state into 4-D");
+      TEST_CHECK(strstr(status_message(), "dimension") != NULL, "message: %s", status_message());
+      status_clear();
+      free(buf);
+    }
+    hmc_destroy(&a);
+    hmc_destroy(&b);
+    hmc_destroy(&e);
+    gauss_free(&g4);
+  }
+  gauss_free(&gw);
+  gauss_free(&gs);
+}
+
+static void test_bad_config(MPI_Comm comm) {
+  gauss g;
+  gauss_init_2d(&g, comm);
+  double q0[2] = {0.1, 0.2};
+  hmc *h = NULL;
+  hmc_config c;
+  hmc_config_default(&c);
+  c.step_size = 0;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "step size 0");
+  c.step_size = -0.3;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "step size < 0");
+  c.step_size = NAN;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "step size NaN");
+  hmc_config_default(&c);
+  c.metric = 7;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "metric 7");
+  TEST_CHECK(strstr(status_message(), "metric") != NULL, "message: %s", status_message());
+  hmc_config_default(&c);
+  c.integrator = -1;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "integrator -1");
+  hmc_config_default(&c);
+  TEST_STATUS(hmc_create(comm, 0, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "dim 0");
+  c.algorithm = HMC_ALG_MAMS;
+  c.metric = HMC_METRIC_BFGS;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "MAMS + BFGS");
+  hmc_config_default(&c);
+  c.target_accept = 1.2;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "target 1.2");
+  hmc_config_default(&c);
+  c.n_steps = 0;
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_ERR_INPUT, "0 steps");
+  hmc_config_default(&c);
+  double qn[2] = {NAN, 0};
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, qn, &h), CB_ERR_INPUT, "NaN start");
+  g.truncate = true;
+  double qo[2] = {-0.5, 0};
+  TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, qo, &h), CB_ERR_INPUT,
+              "start where ln p is NaN");
+  TEST_CHECK(h == NULL, "a failed create leaves NULL");
+  hmc_destroy(&h); /* accepts NULL */
+  status_clear();
+  gauss_free(&g);
+}
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Not a test: with CERBERUS_HMC_COMPARE=K, K seeds of every variant on the 50-D targets (axes and
+ * rotated, condition number 1e4), printing ESS per 1000 sampling gradients (the smallest bulk
+ * ESS over the coordinates, and the bulk ESS of ln p): median and range over the seeds. */
+static void compare_variants(int K) {
+  MPI_Comm self = MPI_COMM_SELF;
+  for (int rot = 0; rot < 2; rot++) {
+    gauss g;
+    gauss_init(&g, self, 50, 1e-2, 1e2, rot, rot ? 11 : 7);
+    double *q0 = calloc(50, sizeof(double));
+    printf("50-D Gaussian, condition number 1e4, %s; warm-up 1000, 2000 draws, %d seeds\n",
+           rot ? "rotated" : "along the axes", K);
+    printf("%-16s %26s %26s %8s\n", "variant", "min-coord ESS/1000 grad", "lp ESS/1000 grad",
+           "grad/it");
+    for (size_t v = 0; v < N_VARIANTS; v++) {
+      double *ex = calloc((size_t)K, sizeof(double)), *el = calloc((size_t)K, sizeof(double));
+      double gpi = 0;
+      for (int k = 0; k < K; k++) {
+        hmc_config c;
+        config_of(&variants[v], &c, 1000 + 17 * (unsigned long)k + v);
+        c.n_warmup = 1000;
+        c.n_steps = 16;
+        const long n = 2000;
+        hmc *h = NULL;
+        if (hmc_create(self, 50, &c, gauss_logp, &g, q0, &h) != CB_OK) break;
+        for (long i = 0; i < c.n_warmup; i++) hmc_step(h, NULL);
+        long g0 = hmc_n_grad(h);
+        double *x = malloc(51 * (size_t)n * sizeof *x);
+        for (long i = 0; i < n; i++) {
+          hmc_step(h, NULL);
+          for (size_t j = 0; j < 50; j++) x[j * (size_t)n + (size_t)i] = hmc_position(h)[j];
+          x[50 * (size_t)n + (size_t)i] = hmc_lp(h);
+        }
+        double ng = (double)(hmc_n_grad(h) - g0), e = INFINITY;
+        for (size_t j = 0; j < 50; j++)
+          e = fmin(e, diagnose_ess_bulk(1, (size_t)n, x + j * (size_t)n));
+        ex[k] = 1000 * e / ng;
+        el[k] = 1000 * diagnose_ess_bulk(1, (size_t)n, x + 50 * (size_t)n) / ng;
+        gpi += ng / (double)n / K;
+        free(x);
+        hmc_destroy(&h);
+      }
+      qsort(ex, (size_t)K, sizeof *ex, cmp_dbl);
+      qsort(el, (size_t)K, sizeof *el, cmp_dbl);
+      printf("%-16s %8.2f [%7.2f, %7.2f] %8.2f [%7.2f, %7.2f] %8.1f\n", variants[v].name, ex[K / 2],
+             ex[0], ex[K - 1], el[K / 2], el[0], el[K - 1], gpi);
+      free(ex), free(el);
+    }
+    free(q0);
+    gauss_free(&g);
+  }
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
   verbose = getenv("CERBERUS_TEST_VERBOSE") != NULL;
-  if (testing_size() == 1) test_statistics();
+  if (getenv("CERBERUS_HMC_COMPARE") && testing_rank() == 0) {
+    compare_variants(atoi(getenv("CERBERUS_HMC_COMPARE")) > 0 ? atoi(getenv("CERBERUS_HMC_COMPARE"))
+                                                              : 5);
+    return testing_finish();
+  }
+  if (testing_size() == 1) {
+    test_statistics();
+    test_truncated();
+  }
+  test_ranks(comm);
+  test_restart(comm);
+  test_bad_config(comm);
   return testing_finish();
 }

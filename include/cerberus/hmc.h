@@ -110,6 +110,9 @@ typedef struct hmc_config {
                                   rejection */
   double mams_l_factor;        /* 0.4 */
   bool mams_tune_l;            /* tune L from the ESS of the last warm-up window (true) */
+  int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
+                                  n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
+                                  truncated target rejects trajectories whatever eps) */
   unsigned long seed;          /* seed of the root's RNG (gsl_rng_mt19937) (1) */
 } hmc_config;
 
@@ -122,7 +125,8 @@ typedef struct hmc_step_info {
   bool accepted;       /* the proposal was accepted */
   double accept_prob;  /* min(1, exp(-dH)), 0 for a diverging trajectory */
   double lp;           /* ln p at the chain's position after the step */
-  double energy;       /* Hamiltonian -lp + K at the chain's state after the step */
+  double energy;       /* Hamiltonian -lp + K at the chain's state after the step (the start's
+                          K when rejected); MAMS: -lp (its kinetic energy is only a change) */
   double energy_error; /* H(proposal) - H(start); +inf for a diverging trajectory */
   double step_size;    /* eps of this trajectory (after jitter) */
   int n_steps;         /* integration steps taken (fewer than drawn if it stopped) */

@@ -131,6 +131,7 @@ void hmc_config_default(hmc_config *c) {
   c->mams_refresh = 1.0;
   c->mams_l_factor = 0.4;
   c->mams_tune_l = true;
+  c->max_steps = 1024;
   c->seed = 1;
 }
 
@@ -150,6 +151,8 @@ int hmc_config_check(const hmc_config *c, size_t dim) {
   CB_CHECK(isfinite(c->step_size) && c->step_size > 0, CB_ERR_INPUT,
            "hmc: step size %g must be positive", c->step_size);
   CB_CHECK(c->n_steps >= 1, CB_ERR_INPUT, "hmc: number of steps %d must be at least 1", c->n_steps);
+  CB_CHECK(c->max_steps >= c->n_steps, CB_ERR_INPUT,
+           "hmc: max_steps %d below the number of steps %d", c->max_steps, c->n_steps);
   CB_CHECK(c->n_warmup >= 0, CB_ERR_INPUT, "hmc: warm-up length %ld is negative", c->n_warmup);
   CB_CHECK(c->target_accept > 0 && c->target_accept < 1, CB_ERR_INPUT,
            "hmc: target acceptance %g not in (0, 1)", c->target_accept);
@@ -674,7 +677,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     int n = c->n_steps;
     if (mams) {
       double nm = ceil(2 * h->s.traj_len / eps);
-      nm = nm < 1 ? 1 : (nm > 1e6 ? 1e6 : nm);
+      nm = nm < 1 ? 1 : (nm > c->max_steps ? c->max_steps : nm);
       n = c->jitter ? 1 + (int)floor(nm * gsl_rng_uniform(h->rng)) : (int)ceil(nm / 2);
     } else if (c->jitter) {
       eps = h->s.eps * (1 - gsl_rng_uniform(h->rng));
@@ -783,7 +786,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     dec.accept_prob = stop ? 0 : fmin(1.0, exp(-(H1 - H0)));
     if (!isfinite(dec.accept_prob)) dec.accept_prob = 0;
     dec.accepted = !stop && log(U) < -(H1 - H0);
-    dec.energy = dec.accepted ? H1 : H0;
+    dec.energy = mams ? (dec.accepted ? -lp1 : -h->s.lp) : (dec.accepted ? H1 : H0);
   }
   CB_CALL(bcast(h, &dec, sizeof dec / sizeof(double), MPI_DOUBLE));
   bool acc = dec.accepted != 0;
@@ -868,7 +871,7 @@ double hmc_step_size(const hmc *h) {
 int hmc_n_steps_max(const hmc *h) {
   if (h->cfg.algorithm != HMC_ALG_MAMS) return h->cfg.n_steps;
   double nm = ceil(2 * h->s.traj_len / h->s.eps);
-  return nm < 1 ? 1 : (nm > 1e6 ? 1000000 : (int)nm);
+  return nm < 1 ? 1 : (nm > h->cfg.max_steps ? h->cfg.max_steps : (int)nm);
 }
 double hmc_trajectory_length(const hmc *h) {
   return h->cfg.algorithm == HMC_ALG_MAMS ? h->s.traj_len : h->s.eps * h->cfg.n_steps;
