@@ -59,6 +59,9 @@ int posterior_from_weights(const posterior *p, const char *what, const double *w
 
 /* The binned mass function at theta: mf[b * POSTERIOR_MF_MASSES + m]. Collective. */
 int posterior_mass_function(posterior *p, const double *theta, double *mf);
+/* The same at weights w (e.g. a mock's true weights, which the monotone parametrisation
+ * may not reach). Collective. */
+int posterior_mass_function_weights(posterior *p, const double *w, double *mf);
 /* Bin edges in delta (POSTERIOR_MF_BINS + 1 values) and the masses. Not collective. */
 const double *posterior_mf_edges(const posterior *p);
 const double *posterior_mf_masses(const posterior *p);

@@ -58,12 +58,12 @@ enum { START_MAP = 0, START_PRIOR = 1, START_FILE = 2 };
 enum { CNT_GRAD_MAP = 0, CNT_GRAD_WARMUP = 1, CNT_GRAD_SAMPLING = 2 };
 
 typedef struct infer_opts {
-  char field[4096], catalogue[4096], weights[4096], out[4096], ckpt[4200];
+  char field[4096], catalogue[4096], weights[4096], truth[4096], out[4096], ckpt[4200];
   double mth, prior_sigma, init_scale, ckpt_interval;
   long chains, seed, warmup, samples, map_starts, map_iterations, progress_every, flush_every,
       signal_at;
   int start;
-  bool overwrite, monotone, resume, have_weights;
+  bool overwrite, monotone, resume, have_weights, have_truth;
   hmc_config hmc;
   weights_arch arch;
 } infer_opts;
@@ -90,6 +90,10 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_string(o, "-weights",
                          "weights file: must have the architecture above; the start of -start file",
                          NULL, p->weights, sizeof p->weights, &p->have_weights));
+  CB_CALL(options_string(o, "-truth_weights",
+                         "true weights of a mock (same architecture): their binned mass "
+                         "function is stored beside the draws (mass_function_truth)",
+                         NULL, p->truth, sizeof p->truth, &p->have_truth));
   CB_CALL(options_bool(o, "-engine_monotone",
                        "monotone engine: centre weight(s) of the first layer = softplus(t_c)",
                        false, &p->monotone));
@@ -605,6 +609,15 @@ static int finish_attrs(run *r, options *o) {
   if (!st) st = chain_set_attr_string(r->cf, "metric", hmc_metric_name(r->p->hmc.metric));
   if (!st) st = chain_set_attr_string(r->cf, "algorithm", hmc_algorithm_name(r->p->hmc.algorithm));
   if (!st) st = chain_set_attr_long(r->cf, "engine_monotone", r->p->monotone);
+  if (!st && r->p->have_truth) {
+    double *w = NULL, mf[POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES];
+    st = weights_read_expect(r->gcomm, r->p->truth, &r->p->arch, &w);
+    if (!st) st = posterior_mass_function_weights(r->post, w, mf);
+    if (!st)
+      st = chain_set_attr_doubles(r->cf, "mass_function_truth",
+                                  POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES, mf);
+    free(w);
+  }
   free(loc);
   free(all);
   CB_CALL(st);

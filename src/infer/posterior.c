@@ -205,6 +205,12 @@ int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *g
 
 int posterior_mass_function(posterior *p, const double *theta, double *mf) {
   posterior_to_weights(p, theta, p->w);
+  CB_CALL(posterior_mass_function_weights(p, p->w, mf));
+  return CB_OK;
+}
+
+int posterior_mass_function_weights(posterior *p, const double *w, double *mf) {
+  if (w != p->w) memcpy(p->w, w, p->dim * sizeof *w);
   const bool pl = p->a.model == WEIGHTS_POWERLAW;
   const double *psi = NULL;
   if (!pl) CB_CALL(npe_forward(likelihood_engine(p->lk), p->delta, p->w, &psi));
