@@ -54,5 +54,6 @@ int bench_lpt(MPI_Comm comm,
               options *o); /* LPT, CIC, forward model + adjoint (src/bench/bench_lpt.c) */
 int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench/bench_loglike.c) */
 int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench/bench_memory.c) */
+int bench_hmc(MPI_Comm comm, options *o);     /* the samplers' ESS (src/bench/bench_hmc.c) */
 
 #endif
