@@ -11,7 +11,7 @@
 #    run's bit for bit (wall_time apart), on 1 rank and on 2 ranks (2 rank groups, 3 chains);
 #  - a truncated newest checkpoint: the previous one is used, with a warning, and the result is
 #    still the straight run's;
-#  - MAP starts, -start file, a two-channel monotone engine on 2 ranks;
+#  - MAP starts, -start file, a two-channel monotone engine on 2 ranks; bench hmc's rows;
 #  - bad inputs one by one: field and catalogue of different boxes, -chains 0, -resume with no
 #    checkpoint, a weights file of another architecture, an option differing at -resume,
 #    -start file without -weights, a diagnose of a missing file.
@@ -139,6 +139,18 @@ for pair in sys.argv[1].split():
                                                     a[g][k][()].tobytes() != b[g][k][()].tobytes())]
     check(not diff, "%s and %s differ in %s" % (A, B, diff))
 sys.exit(0 if ok else 1)
+PYEOF
+
+# ---- cerberus bench hmc: one CSV row per variant with finite ESS figures
+run "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -chains 2 -warmup 10 -samples 20 \
+  -variants diag,mams -quiet
+$PY - <<'PYEOF' || fail=1
+import csv, math, sys
+rows = list(csv.DictReader(open("out.txt")))
+ok = [r["variant"] for r in rows] == ["diag", "mams"] and all(
+    int(r["grads"]) > 0 and math.isfinite(float(r["ess_lp"])) and float(r["ess_mf_min"]) > 0
+    for r in rows)
+if not ok: print("FAIL: bench hmc rows:", rows); sys.exit(1)
 PYEOF
 
 # ---- bad inputs, one by one

@@ -64,7 +64,7 @@ static void rhats(const double *x, const double *w, int K, long S, long t, size_
 
 static int run_variant(MPI_Comm comm, posterior *post, const char *name, const hmc_config *base,
                        int K, long W, long S, long seed, const double *w0, long n_grid,
-                       bool monotone) {
+                       bool monotone, bool header) {
   const size_t d = posterior_dim(post);
   hmc_config cfg = *base;
   if (!strcmp(name, "diag"))
@@ -140,11 +140,18 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
         n_grid, ranks, name, monotone, K, W, S, grads, secs, ess_lp, ess_mf,
         1000 * ess_lp / (double)grads, 1000 * ess_mf / (double)grads, ess_lp / secs, ess_mf / secs,
         rlp, rid, rw, t_rhat);
-    bench_print_csv(comm,
-                    "bench,n_grid,ranks,variant,monotone,chains,warmup,samples,grads,seconds,"
-                    "ess_lp,ess_mf_min,ess_lp_per_1000_grads,ess_mf_per_1000_grads,ess_lp_per_s,"
-                    "ess_mf_per_s,rhat_lp,rhat_mf_max,rhat_weights_max,seconds_to_rhat",
-                    row);
+    const char *head = "bench,n_grid,ranks,variant,monotone,chains,warmup,samples,grads,seconds,"
+                       "ess_lp,ess_mf_min,ess_lp_per_1000_grads,ess_mf_per_1000_grads,"
+                       "ess_lp_per_s,ess_mf_per_s,rhat_lp,rhat_mf_max,rhat_weights_max,"
+                       "seconds_to_rhat";
+    if (header) {
+      bench_print_csv(comm, head, row);
+    } else {
+      int rank;
+      MPI_Comm_rank(comm, &rank);
+      if (rank == 0) printf("%s\n", row);
+      fflush(stdout);
+    }
   }
   for (int c = 0; h && c < K; c++) hmc_destroy(&h[c]);
   free(h);
@@ -202,8 +209,11 @@ int bench_hmc(MPI_Comm comm, options *o) {
     log_info("bench hmc: %ld halos, %zu weights, %ld chains x (%ld + %ld) per variant",
              likelihood_n_halos(lk), posterior_dim(post), K, W, S);
   char *save = NULL;
-  for (char *v = strtok_r(variants, ",", &save); v && !st; v = strtok_r(NULL, ",", &save))
-    st = run_variant(comm, post, v, &base, (int)K, W, S, seed, w0, (long)f->n, monotone);
+  bool header = true;
+  for (char *v = strtok_r(variants, ",", &save); v && !st; v = strtok_r(NULL, ",", &save)) {
+    st = run_variant(comm, post, v, &base, (int)K, W, S, seed, w0, (long)f->n, monotone, header);
+    header = false;
+  }
   posterior_destroy(&post);
   likelihood_destroy(&lk);
   if (delta) fftw_free(delta);
