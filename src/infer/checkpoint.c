@@ -23,7 +23,7 @@ enum { VERSION = 1, HEADER = 8 + 8 + 8 + 8 };
 
 uint64_t checkpoint_hash(const void *buf, size_t n) {
   const unsigned char *p = buf;
-  uint64_t h = 1469598103934665603ULL;
+  uint64_t h = 14695981039346656037ULL; /* the 64-bit offset basis */
   for (size_t i = 0; i < n; i++) {
     h ^= p[i];
     h *= 1099511628211ULL;
