@@ -582,7 +582,7 @@ static void progress(run *r, long step, long total, double rate, double *acc_sum
 
 /* ---- the end: root attributes and the inverse mass matrices */
 
-static int finish_attrs(run *r, options *o) {
+static int finish_attrs(run *r) {
   long cnt[CHECKPOINT_N_COUNTERS] = {0};
   (void)MPI_Reduce(r->counters, cnt, CHECKPOINT_N_COUNTERS, MPI_LONG, MPI_SUM, 0, r->world);
   const double *m = NULL;
@@ -595,10 +595,7 @@ static int finish_attrs(run *r, options *o) {
     if (r->grank == 0) memcpy(loc + (size_t)r->local[i] * nm, m, nm * sizeof *m);
   }
   (void)MPI_Reduce(loc, all, (int)((size_t)r->K * nm), MPI_DOUBLE, MPI_SUM, 0, r->world);
-  int st = chain_set_attr_string(r->cf, "command", options_command(o));
-  if (!st) st = chain_set_attr_string(r->cf, "options", options_record(o));
-  if (!st) st = chain_set_attr_string(r->cf, "code_version", version_string());
-  if (!st) st = chain_set_attr_long(r->cf, "grad_evals_map", cnt[CNT_GRAD_MAP]);
+  int st = chain_set_attr_long(r->cf, "grad_evals_map", cnt[CNT_GRAD_MAP]);
   if (!st) st = chain_set_attr_long(r->cf, "grad_evals_warmup", cnt[CNT_GRAD_WARMUP]);
   if (!st) st = chain_set_attr_long(r->cf, "grad_evals_sampling", cnt[CNT_GRAD_SAMPLING]);
   if (!st) st = chain_set_attr_doubles(r->cf, "inverse_mass_matrix", (size_t)r->K * nm, all);
@@ -695,6 +692,10 @@ static int infer_body(run *r, options *o) {
       remove(prev);
     }
   }
+  /* provenance from the first flush on, so that a running job's file carries it */
+  CB_CALL(chain_set_attr_string(r->cf, "command", options_command(o)));
+  CB_CALL(chain_set_attr_string(r->cf, "options", options_record(o)));
+  CB_CALL(chain_set_attr_string(r->cf, "code_version", version_string()));
   const long total = p->warmup + p->samples;
   double *acc = calloc((size_t)r->K, sizeof *acc);
   CB_CHECK(acc, CB_ERR_MEM, "out of memory");
@@ -732,7 +733,7 @@ static int infer_body(run *r, options *o) {
     }
   }
   free(acc);
-  if (!st) st = finish_attrs(r, o);
+  if (!st) st = finish_attrs(r);
   if (!st) st = chain_close(&r->cf);
   CB_CALL(st);
   if (stopped) return CB_OK;
