@@ -135,6 +135,7 @@ int main(int argc, char **argv) {
   TEST_STATUS(chain_read(path2, CHAIN_SAMPLING, &d), CB_OK, "read continued");
   check_data(&d, 1, 11, "continued");
   chain_data_free(&d);
+  MPI_Barrier(comm); /* every rank has read before rank 0 writes again */
   /* another layout refused */
   chain_layout l2 = l;
   l2.n_chains = 2;

@@ -1,9 +1,10 @@
 /* bench_hmc: `cerberus bench hmc -field F -catalogue C [options]`, the samplers of issue 12 on
  * the posterior of the weights (MODEL.md section 8): for each variant, K chains (-chains, 4)
  * of -warmup + -samples steps, taken in rounds (every chain one step a round) on the whole
- * communicator, from random starts N(0, 0.1^2) of the chain's seed (or the weights of
- * -weights FILE). The default mock is `cerberus mock -o mock.h5` (64^3, 250 Mpc/h, st-pbs);
- * -engine_monotone and the architecture options apply to every variant.
+ * communicator, all from the best of -map_starts MAP optimisations (map.h; not counted in
+ * grads), or from random starts N(0, 0.1^2) with -map_starts 0, or from -weights FILE. The default
+ * mock is `cerberus mock -o mock.h5` (64^3, 250 Mpc/h, st-pbs); -engine_monotone and the
+ * architecture options apply to every variant.
  *
  * Variants (-variants, comma-separated): diag, dense, bfgs (HMC, leapfrog, with that metric;
  * bfgs is the quasi-Newton variant), mams (MAMS with a diagonal metric), unit.
@@ -23,6 +24,7 @@
 #include "cerberus/hmc.h"
 #include "cerberus/likelihood.h"
 #include "cerberus/log.h"
+#include "cerberus/map.h"
 #include "cerberus/posterior.h"
 #include "cerberus/status.h"
 #include "cerberus/weights.h"
@@ -63,8 +65,8 @@ static void rhats(const double *x, const double *w, int K, long S, long t, size_
 }
 
 static int run_variant(MPI_Comm comm, posterior *post, const char *name, const hmc_config *base,
-                       int K, long W, long S, long seed, const double *w0, long n_grid,
-                       bool monotone, bool header) {
+                       int K, long W, long S, long seed, const double *w0, const double *map,
+                       long n_grid, bool monotone, bool header) {
   const size_t d = posterior_dim(post);
   hmc_config cfg = *base;
   if (!strcmp(name, "diag"))
@@ -93,6 +95,8 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
     cfg.seed = (unsigned long)(seed + c);
     if (w0) {
       st = posterior_from_weights(post, "-weights", w0, q0);
+    } else if (map) {
+      memcpy(q0, map, d * sizeof *q0);
     } else {
       gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
       gsl_rng_set(r, (unsigned long)(seed + 7919 * (c + 2)));
@@ -173,9 +177,13 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_string(o, "-catalogue", "halo catalogue file (/halos)", "mock.h5", cpath,
                          sizeof cpath, NULL));
   CB_CALL(weights_arch_from_options(o, &a));
-  CB_CALL(options_string(o, "-weights", "starting weights (default: random N(0, 0.1^2))", NULL,
-                         wpath, sizeof wpath, &have_w));
+  CB_CALL(options_string(o, "-weights", "starting weights (default: the MAP)", NULL, wpath,
+                         sizeof wpath, &have_w));
   CB_CALL(options_bool(o, "-engine_monotone", "monotone engine", false, &monotone));
+  long map_starts = 2, map_its = 200;
+  CB_CALL(options_int(o, "-map_starts", "MAP optimisations for the start (0: random starts)", 2,
+                      &map_starts));
+  CB_CALL(options_int(o, "-map_iterations", "iterations of each MAP optimisation", 200, &map_its));
   CB_CALL(options_string(o, "-variants", "comma-separated: diag,dense,bfgs,mams,unit",
                          "diag,dense,bfgs,mams", variants, sizeof variants, NULL));
   CB_CALL(options_int(o, "-chains", "chains per variant", 4, &K));
@@ -208,10 +216,23 @@ int bench_hmc(MPI_Comm comm, options *o) {
   if (!st)
     log_info("bench hmc: %ld halos, %zu weights, %ld chains x (%ld + %ld) per variant",
              likelihood_n_halos(lk), posterior_dim(post), K, W, S);
+  double *map = NULL;
+  if (!st && !have_w && map_starts > 0) {
+    map_config mc;
+    map_config_default(&mc);
+    mc.n_starts = map_starts;
+    mc.max_iterations = map_its;
+    mc.seed = (unsigned long)seed + 7919;
+    double lp;
+    long nev;
+    map = calloc(posterior_dim(post), sizeof *map);
+    st = map ? map_find(post, &mc, map, &lp, &nev) : CB_ERROR(CB_ERR_MEM, "out of memory");
+  }
   char *save = NULL;
   bool header = true;
   for (char *v = strtok_r(variants, ",", &save); v && !st; v = strtok_r(NULL, ",", &save)) {
-    st = run_variant(comm, post, v, &base, (int)K, W, S, seed, w0, (long)f->n, monotone, header);
+    st = run_variant(comm, post, v, &base, (int)K, W, S, seed, w0, map, (long)f->n, monotone,
+                     header);
     header = false;
   }
   posterior_destroy(&post);
@@ -219,6 +240,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   if (delta) fftw_free(delta);
   field_destroy(&f);
   free(w0);
+  free(map);
   CB_CALL(st);
   return CB_OK;
 }

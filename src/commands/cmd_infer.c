@@ -36,6 +36,7 @@
 #include "cerberus/hmc.h"
 #include "cerberus/likelihood.h"
 #include "cerberus/log.h"
+#include "cerberus/map.h"
 #include "cerberus/options.h"
 #include "cerberus/posterior.h"
 #include "cerberus/status.h"
@@ -46,7 +47,6 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
-#include <petsctao.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -290,88 +290,18 @@ static int setup_target(run *r) {
   return CB_OK;
 }
 
-/* ---- MAP by PETSc TAO, replicated on every rank of the group (PETSC_COMM_SELF vectors; the
- * objective is collective on the group and gives the same numbers everywhere). */
-typedef struct map_ctx {
-  posterior *post;
-  size_t dim;
-  int st;
-} map_ctx;
-
-static PetscErrorCode map_objective(Tao tao, Vec x, PetscReal *f, Vec g, void *vctx) {
-  (void)tao;
-  map_ctx *c = vctx;
-  const PetscScalar *xa;
-  PetscScalar *ga;
-  PetscCall(VecGetArrayRead(x, &xa));
-  PetscCall(VecGetArray(g, &ga));
-  double lp = 0;
-  if (!c->st) c->st = posterior_evaluate(c->post, xa, &lp, ga, NULL);
-  if (c->st || !isfinite(lp)) {
-    *f = 1e300; /* outside the support: the line search backs off */
-    for (size_t i = 0; i < c->dim; i++) ga[i] = 0;
-  } else {
-    *f = -lp;
-    for (size_t i = 0; i < c->dim; i++) ga[i] = -ga[i];
-  }
-  PetscCall(VecRestoreArray(g, &ga));
-  PetscCall(VecRestoreArrayRead(x, &xa));
-  return 0;
-}
-
 static int map_start(run *r, double *best) {
-  infer_opts *p = r->p;
-  const size_t d = r->dim;
-  gsl_rng *rng = gsl_rng_alloc(gsl_rng_mt19937);
-  CB_CHECK(rng, CB_ERR_MEM, "out of memory for the RNG");
-  gsl_rng_set(rng, (unsigned long)p->seed + 7919);
-  double best_lp = -INFINITY;
-  long ev0 = posterior_n_evaluations(r->post);
-  int st = CB_OK;
-  Vec x = NULL;
-  Tao tao = NULL;
-  map_ctx ctx = {r->post, d, CB_OK};
-  if (VecCreateSeq(PETSC_COMM_SELF, (PetscInt)d, &x) || TaoCreate(PETSC_COMM_SELF, &tao) ||
-      TaoSetType(tao, TAOBLMVM) || TaoSetSolution(tao, x) ||
-      TaoSetObjectiveAndGradient(tao, NULL, map_objective, &ctx) ||
-      TaoSetMaximumIterations(tao, (PetscInt)p->map_iterations) ||
-      TaoSetMaximumFunctionEvaluations(tao, (PetscInt)(5 * p->map_iterations + 20)) ||
-      TaoSetTolerances(tao, 1e-8, 1e-10, 0) || TaoSetFromOptions(tao))
-    st = CB_ERROR(CB_ERR_INTERNAL, "cannot set up PETSc TAO for the MAP starts");
-  for (long s = 0; !st && s < p->map_starts; s++) {
-    PetscScalar *xa;
-    VecGetArray(x, &xa);
-    for (size_t i = 0; i < d; i++) xa[i] = gsl_ran_gaussian(rng, p->init_scale);
-    VecRestoreArray(x, &xa);
-    if (TaoSolve(tao)) st = CB_ERROR(CB_ERR_NUMERIC, "PETSc TAO failed on MAP start %ld", s);
-    if (!st) st = ctx.st;
-    if (st) break;
-    const PetscScalar *xs;
-    VecGetArrayRead(x, &xs);
-    double lp = 0;
-    st = posterior_evaluate(r->post, xs, &lp, NULL, NULL);
-    PetscInt its = 0;
-    TaoGetIterationNumber(tao, &its);
-    TaoConvergedReason why;
-    TaoGetConvergedReason(tao, &why);
-    log_info("infer: MAP start %ld: ln p = %.6f after %ld iterations (%s)", s, lp, (long)its,
-             TaoConvergedReasons[why]);
-    if (!st && lp > best_lp) {
-      best_lp = lp;
-      memcpy(best, xs, d * sizeof *best);
-    }
-    VecRestoreArrayRead(x, &xs);
-  }
-  TaoDestroy(&tao);
-  VecDestroy(&x);
-  gsl_rng_free(rng);
-  CB_CALL(st);
-  CB_CHECK(isfinite(best_lp), CB_ERR_NUMERIC,
-           "no MAP start reached a finite ln p (try -init_scale smaller, or -start file)");
-  /* the evaluations, counted once (on world rank 0: the groups repeat the same optimisation) */
-  if (r->wrank == 0) r->counters[CNT_GRAD_MAP] += posterior_n_evaluations(r->post) - ev0;
-  log_info("infer: best MAP ln p = %.6f (%ld evaluations)", best_lp,
-           posterior_n_evaluations(r->post) - ev0);
+  map_config mc;
+  map_config_default(&mc);
+  mc.n_starts = r->p->map_starts;
+  mc.max_iterations = r->p->map_iterations;
+  mc.init_scale = r->p->init_scale;
+  mc.seed = (unsigned long)r->p->seed + 7919;
+  double lp = 0;
+  long nev = 0;
+  CB_CALL(map_find(r->post, &mc, best, &lp, &nev));
+  /* counted once (on world rank 0: the groups repeat the same optimisation) */
+  if (r->wrank == 0) r->counters[CNT_GRAD_MAP] += nev;
   return CB_OK;
 }
 

@@ -346,7 +346,11 @@ int chain_reopen(MPI_Comm comm, const char *path, const chain_layout *l, long n_
   int rank, st = CB_OK;
   MPI_Comm_rank(comm, &rank);
   if (rank == 0) {
-    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t f = -1;
+    for (int t = 0; t < 20 && f < 0 && access(path, F_OK) == 0; t++) { /* a reader may hold it */
+      f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+      if (f < 0) nanosleep(&(struct timespec){0, 50000000}, NULL);
+    }
     if (f < 0) {
       st = CB_ERROR(CB_ERR_IO, "cannot open the chain file '%s' to continue it", path);
     } else {
