@@ -56,24 +56,28 @@ run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -resume
 same s2.h5 k2.h5
 # SIGTERM from outside at an arbitrary moment (round k, somewhere after 10), -resume until
 # round 250 (-signal_at may differ at a resume), against a straight run stopped at 250 too
+# (left out under the sanitizers, ASAN_OPTIONS set: the same code as the self-sent SIGTERM, at
+# several times the cost)
 L="-field mock.h5 -catalogue mock.h5 -start prior -warmup 20 -samples 1000 -chains 2 -progress_every 5"
-"$EXE" infer $L -o x.h5 > x.log 2>&1 &
-pid=$!
-for i in $(seq 400); do grep -q "step 10/" x.log && break; sleep 0.05; done
-# the running job's file is readable (its first 10 warm-up draws at least), and reading it
-# does not stop the job
-"$EXE" diagnose x.h5 -warmup > xd.txt 2>&1 && grep -q "^lp " xd.txt ||
-  { echo "FAIL: the running job's chain file cannot be read: $(cat xd.txt)"; fail=1; }
-kill -TERM $pid
-wait $pid || { echo "FAIL: the run stopped by SIGTERM exited non-zero: $(cat x.log)"; fail=1; }
-k=$(sed -n 's/.*SIGTERM: stopped after round \([0-9]*\).*/\1/p' x.log)
-if [ -n "$k" ] && [ "$k" -lt 250 ]; then
-  echo "ok: stopped from outside after round $k"
-  run "$EXE" infer $L -o x.h5 -resume -quiet -signal_at 250
-  run "$EXE" infer $L -o xs.h5 -quiet -signal_at 250
-  same xs.h5 x.h5
-else
-  echo "FAIL: the run was not stopped by SIGTERM before round 250: $(tail -3 x.log)"; fail=1
+if [ -z "${ASAN_OPTIONS:-}" ]; then
+  "$EXE" infer $L -o x.h5 > x.log 2>&1 &
+  pid=$!
+  for i in $(seq 400); do grep -q "step 10/" x.log && break; sleep 0.05; done
+  # the running job's file is readable (its first 10 warm-up draws at least), and reading it
+  # does not stop the job
+  "$EXE" diagnose x.h5 -warmup > xd.txt 2>&1 && grep -q "^lp " xd.txt ||
+    { echo "FAIL: the running job's chain file cannot be read: $(cat xd.txt)"; fail=1; }
+  kill -TERM $pid
+  wait $pid || { echo "FAIL: the run stopped by SIGTERM exited non-zero: $(cat x.log)"; fail=1; }
+  k=$(sed -n 's/.*SIGTERM: stopped after round \([0-9]*\).*/\1/p' x.log)
+  if [ -n "$k" ] && [ "$k" -lt 250 ]; then
+    echo "ok: stopped from outside after round $k"
+    run "$EXE" infer $L -o x.h5 -resume -quiet -signal_at 250
+    run "$EXE" infer $L -o xs.h5 -quiet -signal_at 250
+    same xs.h5 x.h5
+  else
+    echo "FAIL: the run was not stopped by SIGTERM before round 250: $(tail -3 x.log)"; fail=1
+  fi
 fi
 # a truncated newest checkpoint: the previous one is used (checkpoints at every round)
 run "$EXE" infer $O -chains 2 -o t.h5 -signal_at 30 -checkpoint_interval 1e-9
