@@ -19,6 +19,11 @@
  * - Save at step k (inside warm-up), continue; load into a new sampler started elsewhere,
  *   continue: the positions are bit-identical, for every variant; a state of another dimension
  *   or metric is refused.
+ * - Distributed mode (q split over the ranks, 13 coordinates in blocks): means and variances
+ *   within 5 MCSE for leapfrog and MAMS; bitwise resume from per-rank states; on one rank it is
+ *   the replicated chain bit for bit; a dense metric or a rank without parameters is refused.
+ * - The schedule: hmc_set_warmup(h, 0) ends warm-up (step size and metric frozen after it),
+ *   hmc_set_warmup(h, 40) adapts again for exactly 40 steps; getters and step info agree.
  * - Bad configurations: step size <= 0, unknown metric, dim 0, MAMS with BFGS, a non-finite start
  *   are CB_ERR_INPUT. */
 #include "testing.h"
@@ -254,7 +259,7 @@ static void test_statistics(void) {
     char what[96];
     snprintf(what, sizeof what, "50-D %s", variants[v].name);
     TEST_STATUS(run_chain(self, &g50, &c, q50, n, &r), CB_OK, what);
-    double e = check_moments(what, &g50, &r, n, 5.0, 100, false);
+    double e = check_moments(what, &g50, &r, n, 5.0, 100, true);
     if (verbose)
       printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
              r.n_grad, 1000 * e / (double)r.n_grad, (double)r.n_acc / (double)n, r.eps);
@@ -280,7 +285,7 @@ static void test_statistics(void) {
     double e = INFINITY;
     for (size_t i = 0; i < gr.d; i++)
       e = fmin(e, diagnose_ess_bulk(1, (size_t)n, r.draws + i * (size_t)n));
-    if (v == 1) check_moments(what, &gr, &r, n, 5.0, 100, false);
+    if (v == 1) check_moments(what, &gr, &r, n, 5.0, 100, true);
     epg[v] = 1000 * e / (double)r.n_grad;
     if (verbose)
       printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
@@ -374,7 +379,7 @@ static void test_ranks(MPI_Comm comm) {
     hmc_config c;
     config_of(&variants[v], &c, 501 + v);
     c.n_warmup = 80;
-    c.n_steps = 6;
+    c.n_steps = 4;
     c.window_init = 15;
     c.window_base = 10;
     c.window_term = 20;
@@ -384,7 +389,7 @@ static void test_ranks(MPI_Comm comm) {
                 variants[v].name);
     if (!hw || !hs) continue;
     int bad = 0, worst = 0;
-    for (int k = 0; k < 130 && !bad; k++) {
+    for (int k = 0; k < 110 && !bad; k++) {
       hmc_step_info iw, is;
       TEST_STATUS(hmc_step(hw, &iw), CB_OK, "step on comm");
       TEST_STATUS(hmc_step(hs, &is), CB_OK, "step alone");
@@ -424,7 +429,7 @@ static void test_restart(MPI_Comm comm) {
     hmc_config c;
     config_of(&variants[v], &c, 601 + v);
     c.n_warmup = 100;
-    c.n_steps = 5;
+    c.n_steps = 4;
     c.window_init = 20; /* windows end inside the continued part */
     c.window_base = 10;
     c.window_term = 30;
@@ -498,6 +503,181 @@ static void test_restart(MPI_Comm comm) {
   }
   gauss_free(&gw);
   gauss_free(&gs);
+}
+
+/* Distributed mode: an independent Gaussian of D = 13 coordinates split in blocks over the ranks;
+ * ln p is reduced, the gradient stays local. */
+typedef struct dgauss {
+  MPI_Comm comm;
+  size_t n, off; /* local count, first global index */
+} dgauss;
+
+static double dg_mu(size_t i) {
+  return 2.385 * sin(1.0 + (double)i);
+}
+static double dg_sd(size_t i) {
+  return 0.5 + 0.2 * (double)i;
+}
+
+static int dgauss_logp(void *ctx, const double *q, double *logp, double *grad) {
+  dgauss *g = ctx;
+  double lp = 0;
+  for (size_t i = 0; i < g->n; i++) {
+    double s = dg_sd(g->off + i), z = (q[i] - dg_mu(g->off + i)) / s;
+    lp += -0.5 * z * z;
+    grad[i] = -z / s;
+  }
+  MPI_Allreduce(MPI_IN_PLACE, &lp, 1, MPI_DOUBLE, MPI_SUM, g->comm);
+  *logp = lp;
+  return CB_OK;
+}
+
+static void test_distributed(MPI_Comm comm) {
+  const size_t D = 13;
+  int rank = testing_rank(), size = testing_size();
+  dgauss g = {comm, D / (size_t)size + ((size_t)rank < D % (size_t)size), 0};
+  for (int r = 0; r < rank; r++) g.off += D / (size_t)size + ((size_t)r < D % (size_t)size);
+  double q0[13];
+  for (size_t i = 0; i < g.n; i++) q0[i] = 0.3 * (double)(g.off + i) - 1;
+  const variant *vs[2] = {&variants[0], &variants[5]};
+  for (int v = 0; v < 2; v++) {
+    char what[96];
+    snprintf(what, sizeof what, "distributed %s", vs[v]->name);
+    hmc_config c;
+    config_of(vs[v], &c, 701 + (unsigned long)v);
+    c.distributed = true;
+    c.n_warmup = 250;
+    c.n_steps = 8;
+    const long n = 700;
+    hmc *h = NULL;
+    TEST_STATUS(hmc_create(comm, g.n, &c, dgauss_logp, &g, q0, &h), CB_OK, what);
+    if (!h) continue;
+    double *x = malloc(g.n * (size_t)n * sizeof *x);
+    for (long k = 0; k < c.n_warmup + n; k++) {
+      TEST_STATUS(hmc_step(h, NULL), CB_OK, what);
+      if (k >= c.n_warmup)
+        for (size_t i = 0; i < g.n; i++)
+          x[i * (size_t)n + (size_t)(k - c.n_warmup)] = hmc_position(h)[i];
+    }
+    for (size_t i = 0; i < g.n; i++) {
+      diagnose_stats st;
+      TEST_STATUS(diagnose_summary(what, 1, (size_t)n, x + i * (size_t)n, &st), CB_OK, what);
+      double m = dg_mu(g.off + i), sd = dg_sd(g.off + i);
+      if (verbose) printf("%s: ESS[%zu] %.0f\n", what, g.off + i, st.ess_bulk);
+      TEST_CHECK(fabs(st.mean - m) < 5 * st.mcse_mean && st.ess_bulk > 60,
+                 "%s: mean[%zu] %.4g vs %.4g (MCSE %.3g, ESS %.0f)", what, g.off + i, st.mean, m,
+                 st.mcse_mean, st.ess_bulk);
+      for (long k = 0; k < n; k++)
+        x[i * (size_t)n + (size_t)k] = pow(x[i * (size_t)n + (size_t)k] - m, 2);
+      double mv = 0;
+      for (long k = 0; k < n; k++) mv += x[i * (size_t)n + (size_t)k] / (double)n;
+      double mc = diagnose_mcse_mean(1, (size_t)n, x + i * (size_t)n);
+      TEST_CHECK(fabs(mv - sd * sd) < 5 * mc, "%s: var[%zu] %.4g vs %.4g (MCSE %.3g)", what,
+                 g.off + i, mv, sd * sd, mc);
+    }
+    free(x);
+    /* Bitwise resume, each rank from its own state. */
+    hmc *b = NULL;
+    TEST_STATUS(hmc_create(comm, g.n, &c, dgauss_logp, &g, q0, &b), CB_OK, what);
+    if (b) {
+      size_t ns = hmc_state_size(h);
+      unsigned char *buf = malloc(ns);
+      TEST_STATUS(hmc_state_save(h, buf), CB_OK, what);
+      TEST_STATUS(hmc_state_load(b, buf), CB_OK, what);
+      int bad = 0;
+      for (int k = 0; k < 40 && !bad; k++) {
+        TEST_STATUS(hmc_step(h, NULL), CB_OK, what);
+        TEST_STATUS(hmc_step(b, NULL), CB_OK, what);
+        if (!same_bits(g.n, hmc_position(h), hmc_position(b)) || hmc_lp(h) != hmc_lp(b)) bad = 1;
+      }
+      TEST_CHECK(!bad, "%s: the resumed chain differs", what);
+      free(buf);
+      hmc_destroy(&b);
+    }
+    /* On one rank, the distributed mode is the replicated one. */
+    if (size == 1) {
+      hmc_config cr = c;
+      cr.distributed = false;
+      hmc *r = NULL, *d = NULL;
+      TEST_STATUS(hmc_create(comm, g.n, &cr, dgauss_logp, &g, q0, &r), CB_OK, what);
+      TEST_STATUS(hmc_create(comm, g.n, &c, dgauss_logp, &g, q0, &d), CB_OK, what);
+      int bad = 0;
+      for (int k = 0; r && d && k < 200 && !bad; k++) {
+        TEST_STATUS(hmc_step(r, NULL), CB_OK, what);
+        TEST_STATUS(hmc_step(d, NULL), CB_OK, what);
+        bad = !same_bits(g.n, hmc_position(r), hmc_position(d));
+      }
+      TEST_CHECK(!bad, "%s: on one rank it leaves the replicated chain", what);
+      hmc_destroy(&r);
+      hmc_destroy(&d);
+    }
+    hmc_destroy(&h);
+  }
+  /* Dense metric: refused; a rank without parameters: refused on every rank. */
+  hmc_config c;
+  config_of(&variants[1], &c, 1);
+  c.distributed = true;
+  hmc *h = NULL;
+  TEST_STATUS(hmc_create(comm, g.n, &c, dgauss_logp, &g, q0, &h), CB_ERR_INPUT,
+              "distributed dense");
+  config_of(&variants[0], &c, 1);
+  c.distributed = true;
+  if (size > 1) {
+    dgauss g0 = g;
+    if (rank == size - 1) g0.n = 0;
+    TEST_STATUS(hmc_create(comm, g0.n, &c, dgauss_logp, &g0, q0, &h), CB_ERR_INPUT,
+                "a rank without parameters");
+  }
+  status_clear();
+}
+
+/* The warm-up schedule and the getters. */
+static void test_schedule(MPI_Comm comm) {
+  gauss g;
+  gauss_init_2d(&g, comm);
+  double q0[2] = {0.4, -0.2};
+  for (int v = 0; v < 2; v++) {
+    hmc_config c;
+    config_of(&variants[v], &c, 801);
+    c.n_warmup = 1000;
+    hmc *h = NULL;
+    TEST_STATUS(hmc_create(comm, 2, &c, gauss_logp, &g, q0, &h), CB_OK, "schedule");
+    if (!h) continue;
+    const double *m;
+    TEST_CHECK(hmc_dim(h) == 2 && hmc_inverse_metric(h, &m) == (v ? 4u : 2u),
+               "dim %zu, metric entries %zu", hmc_dim(h), hmc_inverse_metric(h, &m));
+    TEST_CHECK(hmc_get_config(h)->metric == variants[v].metric, "config copy");
+    hmc_step_info info;
+    for (int k = 0; k < 30; k++) {
+      TEST_STATUS(hmc_step(h, &info), CB_OK, "warm-up step");
+      TEST_CHECK(info.warmup && info.n_steps >= 1 && info.n_steps <= c.n_steps &&
+                     info.step_size > 0 && info.step_size <= c.step_size * 1e3,
+                 "warm-up step %d: warmup %d, n %d, eps %g", k, info.warmup, info.n_steps,
+                 info.step_size);
+    }
+    TEST_CHECK(hmc_in_warmup(h), "in warm-up after 30 of 1000 steps");
+    TEST_STATUS(hmc_set_warmup(h, 0), CB_OK, "end warm-up");
+    TEST_CHECK(!hmc_in_warmup(h), "warm-up ended");
+    double eps = hmc_step_size(h), m0 = m[0];
+    for (int k = 0; k < 20; k++) {
+      TEST_STATUS(hmc_step(h, &info), CB_OK, "sampling step");
+      TEST_CHECK(!info.warmup && info.step_size <= eps, "sampling step %d: warmup %d, eps %g", k,
+                 info.warmup, info.step_size);
+    }
+    TEST_CHECK(hmc_step_size(h) == eps && m[0] == m0, "adapted after warm-up: eps %g -> %g", eps,
+               hmc_step_size(h));
+    TEST_STATUS(hmc_set_warmup(h, 40), CB_OK, "a second warm-up");
+    for (int k = 0; k < 40; k++) TEST_STATUS(hmc_step(h, &info), CB_OK, "second warm-up");
+    TEST_CHECK(!hmc_in_warmup(h) && info.warmup, "the second warm-up lasts 40 steps");
+    TEST_CHECK(hmc_step_size(h) != eps, "the second warm-up adapted nothing");
+    TEST_CHECK(hmc_n_iterations(h) == 90 && hmc_trajectory_length(h) > 0,
+               "iterations %ld, length %g", hmc_n_iterations(h), hmc_trajectory_length(h));
+    TEST_STATUS(hmc_set_warmup(h, -3), CB_ERR_INPUT, "negative warm-up");
+    status_clear();
+    hmc_destroy(&h);
+    TEST_CHECK(h == NULL, "destroy leaves NULL");
+  }
+  gauss_free(&g);
 }
 
 static void test_bad_config(MPI_Comm comm) {
@@ -614,8 +794,16 @@ int main(int argc, char **argv) {
     test_statistics();
     test_truncated();
   }
+  double t0 = MPI_Wtime();
   test_ranks(comm);
+  double t1 = MPI_Wtime();
   test_restart(comm);
+  double t2 = MPI_Wtime();
+  test_distributed(comm);
+  double t3 = MPI_Wtime();
   test_bad_config(comm);
+  test_schedule(comm);
+  if (verbose && testing_rank() == 0)
+    printf("ranks %.2f s, restart %.2f s, distributed %.2f s\n", t1 - t0, t2 - t1, t3 - t2);
   return testing_finish();
 }

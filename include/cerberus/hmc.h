@@ -5,7 +5,8 @@
  * Variants (hmc_config):
  *  - integrator: leapfrog (default), Omelyan's 2nd-order minimal-norm scheme (two gradients a
  *    step, error constant ~10x smaller), Yoshida's 4th-order scheme (three gradients a step);
- *  - jitter (MODEL.md 8): eps = eps_max (1 - U1), n = 1 + floor(n_max U2);
+ *  - jitter (MODEL.md 8): eps = eps_max (1 - U1), n = 1 + floor(n_max U2); MAMS keeps eps and
+ *    draws n = 1 + floor(n_max U2) with n_max = ceil(2 L / eps), so the mean length is about L;
  *  - metric: unit, diagonal or dense mass matrix M = C^-1, C the running posterior covariance
  *    (Welford) in warm-up windows like Stan's, shrunk towards its initial value with weight
  *    5/(5+n) (diagonal) or 10/(10+n) (dense), the dense one regularised by flooring its
@@ -42,11 +43,20 @@
  * hmc_n_diverging); it is never fatal. A non-zero status returned by the target is an error
  * and is passed up.
  *
+ * Distributed mode (cfg.distributed; for the white-noise field of the joint sampler, MODEL.md
+ * section 7): each rank holds its own dim parameters (q, gradient, diagonal metric: metric unit or
+ * diag only), the target reduces ln p over comm and returns the local gradient; kinetic energy,
+ * norms and dot products are summed over comm; each rank draws the momentum of its own part from
+ * its own RNG stream (seed + 1000003 rank), the root draws the jitter and the uniform of the test
+ * and decides. The chain then depends on the number of ranks; hmc_state_save / load are per rank
+ * (a state resumes on the same number of ranks only; hmc_state_load refuses another).
+ *
  * Restarts: hmc_state_save writes everything that evolves (position, lp, grad, the RNG state,
  * the metric, Welford and dual-averaging state, BFGS matrix, MAMS tuning buffer, counters);
  * a sampler created with the same dim and config and given that buffer by hmc_state_load
- * continues bit for bit as the saved one would have. The buffer is independent of the number
- * of ranks. */
+ * continues bit for bit as the saved one would have. In the replicated mode the buffer is the
+ * same on every rank and independent of the number of ranks (a state saved on 4 ranks resumes
+ * on 1, bit for bit when the target's values do not depend on the number of ranks). */
 #ifndef CERBERUS_HMC_H
 #define CERBERUS_HMC_H
 
@@ -56,7 +66,8 @@
 
 /* The target: ln p(q) and its gradient d ln p / dq (dim values, may not be NULL). Collective
  * over the sampler's comm; q is the same on every rank and *logp, grad must come out the same on
- * every rank. Return CB_OK, also for a non-finite value (a rejected trajectory); any other
+ * every rank (distributed mode: q and grad are this rank's block, *logp the same on every
+ * rank). Return CB_OK, also for a non-finite value (a rejected trajectory); any other
  * status is an error that stops the sampler. */
 typedef int (*hmc_target_fn)(void *ctx, const double *q, double *logp, double *grad);
 
@@ -78,11 +89,12 @@ const char *hmc_metric_name(int m);
 
 typedef struct hmc_config {
   int algorithm;        /* enum hmc_algorithm (HMC_ALG_HMC) */
-  int integrator;       /* enum hmc_integrator (HMC_LEAPFROG); HMC only, MAMS uses leapfrog */
+  int integrator;       /* enum hmc_integrator (HMC_LEAPFROG); for MAMS too */
   int metric;           /* enum hmc_metric (HMC_METRIC_DIAG); MAMS: unit, diag or dense */
   double step_size;     /* initial eps_max, > 0 (0.1) */
   int n_steps;          /* n_max, the largest number of integration steps (10); for MAMS the
-                           initial trajectory length is L = n_steps * step_size until tuned */
+                           trajectory length L starts as n_steps * step_size, becomes sqrt(dim)
+                           at each metric update and is tuned at the end of warm-up */
   bool jitter;          /* jitter eps and n (true); false: eps = eps_max, n = n_max */
   long n_warmup;        /* warm-up steps counted from creation (1000); see hmc_set_warmup */
   bool adapt_step;      /* dual averaging during warm-up (true) */
@@ -113,6 +125,7 @@ typedef struct hmc_config {
   int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
                                   n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
                                   truncated target rejects trajectories whatever eps) */
+  bool distributed;            /* distributed mode (false): q split over the ranks, see above */
   unsigned long seed;          /* seed of the root's RNG (gsl_rng_mt19937) (1) */
 } hmc_config;
 
@@ -175,7 +188,8 @@ const hmc_config *hmc_get_config(const hmc *h);
 
 /* Bitwise state. hmc_state_size: bytes (depends on dim and config only). hmc_state_save fills
  * buf on every rank with the same bytes (the root's RNG state is broadcast): Collective.
- * hmc_state_load: the root's buf is read and broadcast (other ranks' buf may be NULL); a buffer
+ * hmc_state_load: the root's buf is read and broadcast (other ranks' buf may be NULL), its fixed-
+ * size header first; a buffer
  * of another dimension or config (the fields that change the state's layout or dynamics) is
  * CB_ERR_INPUT naming the difference. Collective. */
 size_t hmc_state_size(const hmc *h);

@@ -22,7 +22,10 @@
  *
  * The root draws every random number and decides every stop and acceptance; packets broadcast
  * from it keep the ranks identical (momentum, per-evaluation continue flags, the decision, the
- * position with its ln p and gradient, and the metric when it changes).
+ * position with its ln p and gradient, and the metric when it changes). In distributed mode
+ * (each rank its own block of q) every sum over the parameters (kinetic energy, MAMS's norms and
+ * dot products, counts of non-finite values) is reduced over the ranks, each rank draws its own
+ * block of the momentum, and the root still draws the jitter and the uniform and decides.
  *
  * All evolving state lives in one struct of 8-byte scalars and one block of doubles plus the
  * RNG's state: hmc_state_save / hmc_state_load copy exactly these. */
@@ -31,7 +34,6 @@
 #include "cerberus/diagnose.h"
 #include "cerberus/status.h"
 
-#include <gsl/gsl_blas.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
@@ -60,13 +62,17 @@ typedef struct hmc_scalars {
 #define HMC_MAGIC 0x31434d4842434dULL /* "MCBHMC1" */
 typedef struct hmc_header {
   uint64_t magic, dim, algorithm, integrator, metric, size, mams_cap, rng_size;
+  uint64_t distributed, nranks, rank; /* distributed mode: every rank saves its own part */
 } hmc_header;
 
 struct hmc {
   MPI_Comm comm;
   int rank;
-  size_t dim, dd; /* dd: entries of C (dim or dim * dim) */
-  bool dense;     /* C is a matrix (dense, bfgs) */
+  size_t dim, dd; /* dd: entries of C (dim or dim * dim); dim is local in distributed mode */
+  bool dist;      /* distributed mode: q split over the ranks */
+  int nranks;
+  double dim_global; /* sum of dim over the ranks (distributed) or dim */
+  bool dense;        /* C is a matrix (dense, bfgs) */
   hmc_config cfg;
   hmc_target_fn fn;
   void *ctx;
@@ -146,7 +152,10 @@ int hmc_config_check(const hmc_config *c, size_t dim) {
            "hmc: unknown metric %d (%s)", c->metric, HMC_METRIC_CHOICES);
   CB_CHECK(c->algorithm != HMC_ALG_MAMS || c->metric != HMC_METRIC_BFGS, CB_ERR_INPUT,
            "hmc: MAMS takes the metric unit, diag or dense, not bfgs");
-  CB_CHECK(c->algorithm != HMC_ALG_MAMS || dim >= 2, CB_ERR_INPUT,
+  CB_CHECK(!c->distributed || c->metric == HMC_METRIC_UNIT || c->metric == HMC_METRIC_DIAG,
+           CB_ERR_INPUT, "hmc: the distributed mode takes the metric unit or diag, not %s",
+           hmc_metric_name(c->metric));
+  CB_CHECK(c->distributed || c->algorithm != HMC_ALG_MAMS || dim >= 2, CB_ERR_INPUT,
            "hmc: MAMS needs at least 2 dimensions (its isokinetic velocity lives on a sphere)");
   CB_CHECK(isfinite(c->step_size) && c->step_size > 0, CB_ERR_INPUT,
            "hmc: step size %g must be positive", c->step_size);
@@ -282,11 +291,19 @@ static void apply_st(const hmc *h, const double *x, double *out) {
   }
 }
 
-static double kinetic(const hmc *h, const double *p) {
+/* K = p^T C p / 2 of the local part. */
+static double kinetic_local(const hmc *h, const double *p) {
   apply_c(h, p, h->t2);
   double k = 0;
   for (size_t i = 0; i < h->dim; i++) k += p[i] * h->t2[i];
   return 0.5 * k;
+}
+
+/* K summed over the ranks in distributed mode (collective there). */
+static double kinetic(const hmc *h, const double *p) {
+  double k = kinetic_local(h, p);
+  if (h->dist) MPI_Allreduce(MPI_IN_PLACE, &k, 1, MPI_DOUBLE, MPI_SUM, h->comm);
+  return k;
 }
 
 static double dot(size_t n, const double *x, const double *y) {
@@ -313,8 +330,17 @@ static int bcast_flag(hmc *h, int *flag) {
   return bcast(h, flag, 1, MPI_INT);
 }
 
+/* Distributed mode: sum n local values over the ranks (in place); replicated: nothing to do. */
+static int allsum(hmc *h, double *x, int n) {
+  if (!h->dist) return CB_OK;
+  CB_CHECK(MPI_Allreduce(MPI_IN_PLACE, x, n, MPI_DOUBLE, MPI_SUM, h->comm) == MPI_SUCCESS,
+           CB_ERR_MPI, "hmc: MPI_Allreduce failed");
+  return CB_OK;
+}
+
 /* Broadcast the metric (C and its factor) from the root. */
 static int bcast_metric(hmc *h) {
+  if (h->dist) return CB_OK; /* every rank owns its part of a diagonal metric */
   CB_CALL(bcast(h, h->c, h->dd, MPI_DOUBLE));
   CB_CALL(bcast(h, h->chol, h->dd, MPI_DOUBLE));
   return CB_OK;
@@ -446,7 +472,9 @@ static int mams_tune_length(hmc *h) {
       used++;
     }
   }
-  if (used > 0) h->s.traj_len = h->cfg.mams_l_factor * sum / (double)used;
+  double su[2] = {sum, (double)used};
+  CB_CALL(allsum(h, su, 2));
+  if (su[1] > 0) h->s.traj_len = h->cfg.mams_l_factor * su[0] / su[1];
   return CB_OK;
 }
 
@@ -471,7 +499,7 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
     if (i + 1 == h->s.win_end) {
       CB_CALL(metric_update(h));
       welford_reset(h);
-      if (h->cfg.algorithm == HMC_ALG_MAMS) h->s.traj_len = sqrt((double)h->dim);
+      if (h->cfg.algorithm == HMC_ALG_MAMS) h->s.traj_len = sqrt(h->dim_global);
       da_restart(h);
       h->s.win_start = h->s.win_end;
       h->s.win_size *= 2;
@@ -525,6 +553,19 @@ static void bfgs_pair(hmc *h) {
 int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn logp, void *ctx,
                const double *q0, hmc **out) {
   *out = NULL;
+  double dim_global = (double)dim;
+  if (cfg && cfg->distributed) { /* the checks of the local parts are made collective */
+    double v[3] = {dim == 0, 0, (double)dim};
+    for (size_t i = 0; q0 && i < dim; i++) v[1] += !isfinite(q0[i]);
+    CB_CHECK(MPI_Allreduce(MPI_IN_PLACE, v, 3, MPI_DOUBLE, MPI_SUM, comm) == MPI_SUCCESS,
+             CB_ERR_MPI, "hmc: MPI_Allreduce failed");
+    CB_CHECK(v[0] == 0, CB_ERR_INPUT, "hmc: %g rank(s) hold no parameter (distributed mode)", v[0]);
+    CB_CHECK(v[1] == 0, CB_ERR_INPUT, "hmc: %g element(s) of the starting point are not finite",
+             v[1]);
+    dim_global = v[2];
+    CB_CHECK(cfg->algorithm != HMC_ALG_MAMS || dim_global >= 2, CB_ERR_INPUT,
+             "hmc: MAMS needs at least 2 dimensions (its isokinetic velocity lives on a sphere)");
+  }
   CB_CALL(hmc_config_check(cfg, dim));
   CB_CHECK(logp != NULL && q0 != NULL, CB_ERR_INPUT, "hmc: no target or no starting point");
   for (size_t i = 0; i < dim; i++)
@@ -533,6 +574,9 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
   CB_CHECK(h != NULL, CB_ERR_MEM, "out of memory for the sampler");
   h->comm = comm;
   MPI_Comm_rank(comm, &h->rank);
+  MPI_Comm_size(comm, &h->nranks);
+  h->dist = cfg->distributed;
+  h->dim_global = dim_global;
   h->dim = dim;
   h->cfg = *cfg;
   h->cfg.metric_init_diag = NULL;
@@ -593,7 +637,8 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
   h->w_mean = b, b += d;
   h->w_m2 = b, b += dd;
   h->mams_buf = b;
-  gsl_rng_set(h->rng, cfg->seed);
+  /* Distributed: each rank draws its own momenta from its own stream (rank 0's is the seed's). */
+  gsl_rng_set(h->rng, cfg->seed + (h->dist ? 1000003UL * (unsigned long)h->rank : 0));
   for (size_t i = 0; i < d; i++)
     h->c0[i] = cfg->metric_init_diag ? cfg->metric_init_diag[i] : cfg->metric_init;
   if (cfg->metric == HMC_METRIC_UNIT)
@@ -607,7 +652,10 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
   warmup_schedule(h, cfg->n_warmup);
   st = evaluate(h, h->q, &h->s.lp, h->g);
   if (st != CB_OK) goto fail;
-  int fin = isfinite(h->s.lp) && finite_all(d, h->g);
+  double nbad = !(isfinite(h->s.lp) && finite_all(d, h->g));
+  st = allsum(h, &nbad, 1);
+  if (st != CB_OK) goto fail;
+  int fin = nbad == 0;
   st = bcast_flag(h, &fin);
   if (st != CB_OK) goto fail;
   if (!fin) {
@@ -615,7 +663,7 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
     goto fail;
   }
   /* A starting velocity for MAMS's partial refresh: e_1. */
-  h->u[0] = 1.0;
+  h->u[0] = h->dist && h->rank != 0 ? 0.0 : 1.0;
   *out = h;
   return CB_OK;
 fail:
@@ -645,23 +693,30 @@ typedef struct decision {
 
 /* The velocity update of MAMS with step a eps at gradient g1 (ESH), returning the kinetic energy
  * change. u is h->p. */
-static double esh_update(hmc *h, double step) {
+static int esh_update(hmc *h, double step, double *dk, double *nbad) {
   size_t d = h->dim;
-  double *gz = h->t1;
+  double *gz = h->t1, D = h->dim_global;
   apply_st(h, h->g1, gz);
-  double gn = sqrt(dot(d, gz, gz));
-  if (!(gn > 0)) return 0; /* flat: no change */
+  double r[3] = {dot(d, gz, gz), dot(d, h->p, gz), nbad ? *nbad : 0};
+  CB_CALL(allsum(h, r, 3));
+  *dk = 0;
+  if (nbad) *nbad = r[2];
+  if (r[2] > 0) return CB_OK; /* a non-finite gradient somewhere: the trajectory stops */
+  double gn = sqrt(r[0]);
+  if (!(gn > 0)) return CB_OK; /* flat: no change */
   for (size_t i = 0; i < d; i++) gz[i] /= gn;
-  double ue = dot(d, h->p, gz);
-  double delta = step * gn / (double)(d - 1), zeta = exp(-delta);
+  double ue = r[1] / gn;
+  double delta = step * gn / (D - 1), zeta = exp(-delta);
   double nn = 0;
   for (size_t i = 0; i < d; i++) {
     h->p[i] = gz[i] * (1 - zeta) * (1 + zeta + ue * (1 - zeta)) + 2 * zeta * h->p[i];
     nn += h->p[i] * h->p[i];
   }
+  CB_CALL(allsum(h, &nn, 1));
   nn = sqrt(nn);
   for (size_t i = 0; i < d; i++) h->p[i] /= nn;
-  return (double)(d - 1) * (delta - M_LN2 + log(1 + ue + (1 - ue) * zeta * zeta));
+  *dk = (D - 1) * (delta - M_LN2 + log(1 + ue + (1 - ue) * zeta * zeta));
+  return CB_OK;
 }
 
 int hmc_step(hmc *h, hmc_step_info *info) {
@@ -672,7 +727,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
   long g0 = h->s.n_grad;
   /* Root: jitter and momentum; packet = eps, n, p. */
   double *pkt = h->pkt;
-  if (h->rank == 0) {
+  if (h->rank == 0 || h->dist) {
     double eps = h->s.eps;
     int n = c->n_steps;
     if (mams) {
@@ -689,9 +744,10 @@ int hmc_step(hmc *h, hmc_step_info *info) {
       double r = c->mams_refresh, nz = 0;
       for (size_t i = 0; i < d; i++) {
         double z = gsl_ran_gaussian_ziggurat(h->rng, 1.0);
-        pkt[2 + i] = r >= 1 ? z : sqrt(1 - r) * h->u[i] + sqrt(r) * z / sqrt((double)d);
+        pkt[2 + i] = r >= 1 ? z : sqrt(1 - r) * h->u[i] + sqrt(r) * z / sqrt(h->dim_global);
         nz += pkt[2 + i] * pkt[2 + i];
       }
+      CB_CALL(allsum(h, &nz, 1));
       nz = sqrt(nz);
       for (size_t i = 0; i < d; i++) pkt[2 + i] /= nz;
     } else {
@@ -710,7 +766,9 @@ int hmc_step(hmc *h, hmc_step_info *info) {
       }
     }
   }
-  CB_CALL(bcast(h, pkt, d + 2, MPI_DOUBLE));
+  /* Replicated: the root's packet for all. Distributed: each rank drew its own momentum (its own
+   * RNG), the root's jitter is for all. */
+  CB_CALL(bcast(h, pkt, h->dist ? 2 : d + 2, MPI_DOUBLE));
   double eps = pkt[0];
   int n = (int)pkt[1];
   memcpy(h->p, pkt + 2, d * sizeof *h->p);
@@ -730,7 +788,9 @@ int hmc_step(hmc *h, hmc_step_info *info) {
   for (int s = 0; s < n && !stop; s++) {
     for (int k = 0; k < h->m && !stop; k++) {
       if (mams) {
-        dK += esh_update(h, h->a[k] * eps);
+        double dk;
+        CB_CALL(esh_update(h, h->a[k] * eps, &dk, NULL));
+        dK += dk;
         apply_s(h, h->p, h->t2);
         for (size_t i = 0; i < d; i++) h->q1[i] += h->b[k] * eps * h->t2[i];
       } else {
@@ -738,29 +798,47 @@ int hmc_step(hmc *h, hmc_step_info *info) {
         apply_c(h, h->p, h->t2);
         for (size_t i = 0; i < d; i++) h->q1[i] += h->b[k] * eps * h->t2[i];
       }
+      /* Distributed: a sum of counts is exact, the same on every rank, so it needs no broadcast. */
+      double bad = !finite_all(d, h->q1);
       int cont = 1;
-      if (h->rank == 0) cont = finite_all(d, h->q1);
-      CB_CALL(bcast_flag(h, &cont));
+      if (h->dist) {
+        CB_CALL(allsum(h, &bad, 1));
+        cont = bad == 0;
+      } else {
+        if (h->rank == 0) cont = bad == 0;
+        CB_CALL(bcast_flag(h, &cont));
+      }
       if (!cont) {
         stop = nonfinite = true;
         break;
       }
       CB_CALL(evaluate(h, h->q1, &lp1, h->g1));
-      bool fin = isfinite(lp1) && finite_all(d, h->g1);
-      if (fin && k == h->m - 1) { /* the step's last kick, then its energy */
-        if (mams) {
-          dK += esh_update(h, h->a[h->m] * eps);
-          H1 = -lp1 + dK;
-        } else {
-          for (size_t i = 0; i < d; i++) h->p[i] += h->a[h->m] * eps * h->g1[i];
-          H1 = -lp1 + kinetic(h, h->p);
-        }
+      /* Finite everywhere? Then the step's last kick and its energy. Distributed, the count of
+       * non-finite ranks rides in the same reduction as the kinetic energy (or as MAMS's norms). */
+      double nbad = !(isfinite(lp1) && finite_all(d, h->g1));
+      bool last = k == h->m - 1, fin;
+      if (mams && last) {
+        double dk;
+        CB_CALL(esh_update(h, h->a[h->m] * eps, &dk, &nbad));
+        fin = nbad == 0;
+        dK += dk;
+        H1 = -lp1 + dK;
+      } else if (last) {
+        for (size_t i = 0; i < d; i++) h->p[i] += h->a[h->m] * eps * h->g1[i];
+        double r[2] = {nbad, kinetic_local(h, h->p)};
+        CB_CALL(allsum(h, r, 2));
+        fin = r[0] == 0;
+        H1 = -lp1 + r[1];
+      } else {
+        CB_CALL(allsum(h, &nbad, 1));
+        fin = nbad == 0;
       }
       if (h->rank == 0) {
         cont = fin ? 1 : 0;
-        if (fin && k == h->m - 1 && !(H1 - H0 <= c->divergence_threshold)) cont = 2;
+        if (fin && last && !(H1 - H0 <= c->divergence_threshold)) cont = 2;
       }
-      CB_CALL(bcast_flag(h, &cont));
+      if (!h->dist || last) CB_CALL(bcast_flag(h, &cont)); /* the energy test is the root's */
+      if (h->dist && !last) cont = fin ? 1 : 0;
       if (cont != 1) {
         stop = true;
         nonfinite = cont == 0;
@@ -801,14 +879,18 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     else
       for (size_t i = 0; i < d; i++) h->u[i] = -h->p0[i];
   }
-  /* The root's state is the chain's. */
-  memcpy(pkt, h->q, d * sizeof *pkt);
-  pkt[d] = h->s.lp;
-  CB_CALL(bcast(h, pkt, d + 1, MPI_DOUBLE));
-  memcpy(h->q, pkt, d * sizeof *pkt);
-  h->s.lp = pkt[d];
-  CB_CALL(bcast(h, h->g, d, MPI_DOUBLE));
-  if (mams) CB_CALL(bcast(h, h->u, d, MPI_DOUBLE));
+  /* The root's state is the chain's (distributed: each rank owns its part, ln p is the root's). */
+  if (h->dist) {
+    CB_CALL(bcast(h, &h->s.lp, 1, MPI_DOUBLE));
+  } else {
+    memcpy(pkt, h->q, d * sizeof *pkt);
+    pkt[d] = h->s.lp;
+    CB_CALL(bcast(h, pkt, d + 1, MPI_DOUBLE));
+    memcpy(h->q, pkt, d * sizeof *pkt);
+    h->s.lp = pkt[d];
+    CB_CALL(bcast(h, h->g, d, MPI_DOUBLE));
+    if (mams) CB_CALL(bcast(h, h->u, d, MPI_DOUBLE));
+  }
   if (bfgs) {
     if (acc) {
       memcpy(h->c, h->bn, d * d * sizeof *h->c);
@@ -916,6 +998,9 @@ static void header_of(const hmc *h, hmc_header *hd) {
   hd->size = hmc_state_size(h);
   hd->mams_cap = h->mams_cap;
   hd->rng_size = gsl_rng_size(h->rng);
+  hd->distributed = h->dist;
+  hd->nranks = h->dist ? (uint64_t)h->nranks : 0;
+  hd->rank = h->dist ? (uint64_t)h->rank : 0;
 }
 
 int hmc_state_save(hmc *h, void *buf) {
@@ -929,22 +1014,16 @@ int hmc_state_save(hmc *h, void *buf) {
   memcpy(b, h->block, h->n_block * sizeof(double));
   b += h->n_block * sizeof(double);
   memcpy(b, gsl_rng_state(h->rng), gsl_rng_size(h->rng));
-  CB_CALL(bcast(h, buf, hmc_state_size(h), MPI_BYTE));
+  if (!h->dist) CB_CALL(bcast(h, buf, hmc_state_size(h), MPI_BYTE));
   return CB_OK;
 }
 
 int hmc_state_load(hmc *h, const void *buf) {
-  size_t n = hmc_state_size(h);
-  unsigned char *tmp = malloc(n);
-  CB_CHECK(tmp != NULL, CB_ERR_MEM, "out of memory for a sampler state of %zu bytes", n);
-  if (h->rank == 0) memcpy(tmp, buf, n);
-  int st = bcast(h, tmp, n, MPI_BYTE);
-  if (st != CB_OK) {
-    free(tmp);
-    return st;
-  }
+  /* The header first (its size is fixed), so a buffer of another layout is never read past its
+   * own end. */
   hmc_header hd, mine;
-  memcpy(&hd, tmp, sizeof hd);
+  if (h->rank == 0 || h->dist) memcpy(&hd, buf, sizeof hd);
+  if (!h->dist) CB_CALL(bcast(h, &hd, sizeof hd, MPI_BYTE));
   header_of(h, &mine);
   const char *what =
       hd.magic != mine.magic             ? "is not a sampler state"
@@ -954,14 +1033,29 @@ int hmc_state_load(hmc *h, const void *buf) {
       : hd.metric != mine.metric         ? "has another metric"
       : hd.size != mine.size || hd.mams_cap != mine.mams_cap || hd.rng_size != mine.rng_size
           ? "has another layout (window_term or RNG)"
+      : hd.distributed != mine.distributed || hd.nranks != mine.nranks || hd.rank != mine.rank
+          ? "belongs to another rank or number of ranks (distributed mode)"
           : NULL;
-  if (what) {
-    free(tmp);
+  if (h->dist) { /* each rank checked its own: agree on the verdict */
+    int bad = what != NULL;
+    CB_CHECK(MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, h->comm) == MPI_SUCCESS,
+             CB_ERR_MPI, "hmc: MPI_Allreduce failed");
+    if (bad && !what) what = "does not fit on another rank";
+  }
+  if (what)
     return CB_ERROR(CB_ERR_INPUT, "hmc: the saved state %s (dim %llu %s %s %s, here %zu %s %s %s)",
                     what, (unsigned long long)hd.dim, hmc_algorithm_name((int)hd.algorithm),
                     hmc_integrator_name((int)hd.integrator), hmc_metric_name((int)hd.metric),
                     h->dim, hmc_algorithm_name(h->cfg.algorithm),
                     hmc_integrator_name(h->cfg.integrator), hmc_metric_name(h->cfg.metric));
+  size_t n = hmc_state_size(h);
+  unsigned char *tmp = malloc(n);
+  CB_CHECK(tmp != NULL, CB_ERR_MEM, "out of memory for a sampler state of %zu bytes", n);
+  if (h->rank == 0 || h->dist) memcpy(tmp, buf, n);
+  int st = h->dist ? CB_OK : bcast(h, tmp, n, MPI_BYTE);
+  if (st != CB_OK) {
+    free(tmp);
+    return st;
   }
   const unsigned char *b = tmp + sizeof hd;
   memcpy(&h->s, b, sizeof h->s);
