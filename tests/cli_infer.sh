@@ -9,6 +9,7 @@
 #  - kill and resume: stopped by SIGTERM (sent by the program itself after round 23, and sent
 #    from outside at an arbitrary moment), then -resume: the chain file equals the straight
 #    run's bit for bit (wall_time apart), on 1 rank and on 2 ranks (2 rank groups, 3 chains);
+#    stopped on 1 rank and resumed on 2, the run completes;
 #  - a truncated newest checkpoint: the previous one is used, with a warning, and the result is
 #    still the straight run's;
 #  - MAP starts, -start file, a two-channel monotone engine on 2 ranks; bench hmc's rows;
@@ -54,6 +55,9 @@ run mpiexec -n 2 "$EXE" infer $O -chains 3 -o s2.h5
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -signal_at 9
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -resume
 same s2.h5 k2.h5
+# stopped on 1 rank, resumed on 2 (other rank groups): it goes on to the end (checked below)
+run "$EXE" infer $O -chains 2 -o r.h5 -signal_at 17
+run mpiexec -n 2 "$EXE" infer $O -chains 2 -o r.h5 -resume
 # SIGTERM from outside at an arbitrary moment (round k, somewhere after 10), -resume until
 # round 250 (-signal_at may differ at a resume), against a straight run stopped at 250 too
 # (left out under the sanitizers, ASAN_OPTIONS set: the same code as the self-sent SIGTERM, at
@@ -134,6 +138,9 @@ ok2 = p["weights"].shape == (1, 5, 28) and "w0_1.0_centre" in names
 c = [names.index("w0_0.0_centre"), names.index("w0_1.0_centre")]
 ok2 = ok2 and bool(np.all(p["weights"].values[:, :, c] > 0))  # monotone: softplus(t_c) > 0
 check(ok2, "two-channel monotone run %s %s" % (p["weights"].shape, names[:6]))
+r = xr.open_dataset("r.h5", group="sample_stats")
+check(r["lp"].shape == (2, 25) and bool(np.isfinite(r["lp"].values).all()),
+      "resumed on another rank count: %s" % (r["lp"].shape,))
 # the chain files that must be equal bit for bit (wall_time apart)
 for pair in sys.argv[1].split():
     A, B = pair.split(":")
