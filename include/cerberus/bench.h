@@ -55,5 +55,6 @@ int bench_lpt(MPI_Comm comm,
 int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench/bench_loglike.c) */
 int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench/bench_memory.c) */
 int bench_abc(MPI_Comm comm, options *o); /* ABC simulations per second on groups (bench_abc.c) */
+int bench_hmc(MPI_Comm comm, options *o); /* the samplers' ESS (src/bench/bench_hmc.c) */
 
 #endif

@@ -27,5 +27,7 @@ int cmd_loglike(int argc, char **argv, MPI_Comm comm);
 int cmd_hmf(int argc, char **argv, MPI_Comm comm);
 int cmd_imnn(int argc, char **argv, MPI_Comm comm);
 int cmd_abc(int argc, char **argv, MPI_Comm comm);
+int cmd_infer(int argc, char **argv, MPI_Comm comm);
+int cmd_diagnose(int argc, char **argv, MPI_Comm comm);
 
 #endif

@@ -61,4 +61,16 @@ int weights_read_layers(h5file *h, const char *count_name, const char *prefix, n
 /* Same architecture? Not collective. */
 bool weights_arch_equal(const weights_arch *a, const weights_arch *b);
 
+/* The name of weight i (< weights_count) in buf: for the paper's configuration the 17 names
+ * above (w_centre ... b_sigma_2); with several layers or channels the engine's names carry
+ * the layer and the (output.input) channels (w0_1.0_centre, b0_1), a 5^3 kernel's groups are
+ * r0..r9 (by distance), an l >= 1 kernel's Y<l><m>_g<group>; a head weight on feature p of
+ * several is a_<i>_<p>. The power law's: beta, b_alpha_i, b_mu_i, b_sigma_i.
+ * CB_ERR_INPUT for i out of range. Not collective. */
+int weights_name(const weights_arch *a, size_t i, char *buf, size_t n);
+/* Index of the centre weight of output channel q (l = 0 kernels only: q < channels of the
+ * first layer, input channel 0) of the first layer; -1 for the power law or no such channel.
+ * Not collective. */
+long weights_centre_index(const weights_arch *a, int q);
+
 #endif

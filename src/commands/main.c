@@ -27,6 +27,8 @@ const command command_table[] = {
     {"mock", cmd_mock, "a mock universe: delta from a seed and its halo catalogue"},
     {"weights", cmd_weights, "weights files for an architecture (weights init -o FILE)"},
     {"loglike", cmd_loglike, "ln L of a catalogue given a field and weights, with gradients"},
+    {"infer", cmd_infer, "sample the weights' posterior with HMC (chain file, checkpoints)"},
+    {"diagnose", cmd_diagnose, "convergence table of a chain file (R-hat, ESS, MCSE)"},
     {"hmf", cmd_hmf, "the mass function of a model in bins of delta, beside a catalogue's"},
     {"imnn", cmd_imnn, "information maximising networks: imnn train, compress, fisher"},
     {"abc", cmd_abc, "ABC campaigns over rank groups: abc run | observe | summary FILE"},

@@ -8,6 +8,7 @@
  * 3-5 (the order of the 17 paper weights is the engine's then the head's order). */
 #include "cerberus/weights.h"
 
+#include "cerberus/conv.h"
 #include "cerberus/h5io.h"
 #include "cerberus/status.h"
 
@@ -244,4 +245,106 @@ int weights_read_expect(MPI_Comm comm, const char *path, const weights_arch *wan
     return CB_ERROR(CB_ERR_INPUT, "weights '%s' are for %s, but %s was asked for", path, d1, d2);
   }
   return CB_OK;
+}
+
+/* Name of free weight g of kernel type t (an (l, m) index, conv.h) of a K^3 kernel. */
+static void group_name(int K, int t, int g, char *buf, size_t n) {
+  static const char *k3[] = {"centre", "face", "edge", "corner"};
+  if (t == 0 && K == 3 && g < 4) {
+    snprintf(buf, n, "%s", k3[g]);
+  } else if (t == 0) {
+    snprintf(buf, n, "r%d", g);
+  } else {
+    int l = t < 4 ? 1 : 2, m = t - l * l - l;
+    snprintf(buf, n, "Y%d%s%d_g%d", l, m < 0 ? "m" : "", m < 0 ? -m : m, g);
+  }
+}
+
+static int engine_name(const weights_arch *a, size_t i, char *buf, size_t n) {
+  const bool plain = a->npe.n_layers == 1 && npe_n_features(&a->npe) == 1;
+  size_t off = 0;
+  for (int l = 0; l < a->npe.n_layers; l++) {
+    const npe_layer_config *c = &a->npe.layer[l];
+    conv *cv = NULL;
+    CB_CALL(conv_create(c->kernel, c->lmax, npe_layer_in_channels(&a->npe, l), c->channels, &cv));
+    const int cin = conv_c_in(cv), cout = conv_c_out(cv), nlm = (c->lmax + 1) * (c->lmax + 1);
+    const size_t nl = conv_n_weights(cv);
+    if (i >= off + nl) {
+      off += nl;
+      conv_destroy(&cv);
+      continue;
+    }
+    size_t r = i - off;
+    char grp[32];
+    for (int q = 0; q < cout; q++)
+      for (int ci = 0; ci < cin; ci++) {
+        size_t ng = (size_t)conv_n_groups(cv, q % nlm);
+        if (r < ng) {
+          group_name(c->kernel, q % nlm, (int)r, grp, sizeof grp);
+          if (plain)
+            snprintf(buf, n, "w_%s", grp);
+          else
+            snprintf(buf, n, "w%d_%d.%d_%s", l, q, ci, grp);
+          conv_destroy(&cv);
+          return CB_OK;
+        }
+        r -= ng;
+      }
+    if (plain)
+      snprintf(buf, n, "b_conv");
+    else
+      snprintf(buf, n, "b%d_%zu", l, r);
+    conv_destroy(&cv);
+    return CB_OK;
+  }
+  return CB_ERROR(CB_ERR_INTERNAL, "weight %zu not found in the engine", i);
+}
+
+int weights_name(const weights_arch *a, size_t i, char *buf, size_t n) {
+  CB_CHECK(i < weights_count(a), CB_ERR_INPUT, "weight %zu out of range (%zu weights)", i,
+           weights_count(a));
+  const int G = a->mdn.n_gauss;
+  size_t head0 = 0;
+  int P = 0;
+  if (a->model == WEIGHTS_POWERLAW) {
+    if (i == 0) {
+      snprintf(buf, n, "beta");
+      return CB_OK;
+    }
+    head0 = 1;
+  } else {
+    head0 = npe_n_weights(&a->npe);
+    P = npe_n_features(&a->npe);
+    if (i < head0) return engine_name(a, i, buf, n);
+  }
+  /* the head: for each of alpha, mu, sigma: G x P slopes then G offsets */
+  static const char *slope[] = {"a", "m", "s"}, *offset[] = {"b_alpha", "b_mu", "b_sigma"};
+  size_t r = i - head0, per = (size_t)G * (size_t)(P + 1);
+  int part = (int)(r / per);
+  r %= per;
+  if (r < (size_t)G * (size_t)P) {
+    int gi = (int)(r / (size_t)P), p = (int)(r % (size_t)P);
+    if (P == 1)
+      snprintf(buf, n, "%s_%d", slope[part], gi + 1);
+    else
+      snprintf(buf, n, "%s_%d_%d", slope[part], gi + 1, p);
+  } else {
+    snprintf(buf, n, "%s_%d", offset[part], (int)(r - (size_t)G * (size_t)P) + 1);
+  }
+  return CB_OK;
+}
+
+long weights_centre_index(const weights_arch *a, int o) {
+  if (a->model != WEIGHTS_NPE || o < 0 || o >= a->npe.layer[0].channels) return -1;
+  const npe_layer_config *c = &a->npe.layer[0];
+  conv *cv = NULL;
+  if (conv_create(c->kernel, c->lmax, 1, c->channels, &cv)) {
+    status_clear();
+    return -1;
+  }
+  const int nlm = (c->lmax + 1) * (c->lmax + 1), q0 = o * nlm;
+  long off = 0;
+  for (int q = 0; q < q0; q++) off += conv_n_groups(cv, q % nlm); /* one input channel */
+  conv_destroy(&cv);
+  return off;
 }

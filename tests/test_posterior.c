@@ -1,0 +1,273 @@
+/* test_posterior: the sampler's target (MODEL.md sections 5 and 8).
+ *
+ * - ln p = ln L(w(theta)) - |theta|^2 / 200 exactly, with ln L from the likelihood module.
+ * - d ln p / d theta against central differences for every parameter: the paper's engine,
+ *   the monotone engine (centre weight softplus(t_c)), a two-channel monotone engine
+ *   (3:0:2:softplus, two centre weights), an lmax 1 first layer (the centre of its l = 1
+ *   channels carries no weight and stays unconstrained) and the power law.
+ * - theta -> w -> theta round trip; a non-positive centre weight refused under -engine_monotone.
+ * - Names of the weights: the paper's 17, and unique names for multi-channel engines.
+ * - The binned mass function: for the power law with G = 1 it is known in closed form in
+ *   each voxel, so the bin means are checked against a direct sum.
+ * Runs at 1-4 ranks: the field and catalogue come from hashes of global indices. */
+#include "testing.h"
+
+#include "cerberus/field.h"
+#include "cerberus/likelihood.h"
+#include "cerberus/mdn.h"
+#include "cerberus/posterior.h"
+#include "cerberus/status.h"
+#include "cerberus/weights.h"
+
+#include <gsl/gsl_math.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const double BOX = 83.7;
+
+static double hash01(unsigned long a, unsigned long b) {
+  unsigned long long x = (a + 1) * 0x9E3779B97F4A7C15ULL ^ (b + 7) * 0xC2B2AE3D27D4EB4FULL;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return (double)(x >> 11) / 9007199254740992.0;
+}
+
+static void make_delta(const field *f, double *delta) {
+  const ptrdiff_t n = f->n;
+  for (ptrdiff_t p = 0; p < f->local_n0; p++)
+    for (ptrdiff_t j = 0; j < n; j++)
+      for (ptrdiff_t k = 0; k < n; k++) {
+        ptrdiff_t i = f->local_0_start + p;
+        double g = 0.7 * sin(2 * M_PI * (i + 0.3) / n) * cos(2 * M_PI * (2 * j + 0.7 * k) / n) +
+                   1.2 * (hash01(3, (unsigned long)((i * n + j) * n + k)) - 0.45);
+        delta[(p * n + j) * n + k] = exp(g) - 1.0;
+      }
+}
+
+typedef struct setup {
+  const char *name;
+  int model;
+  const char *layers;
+  bool monotone;
+  int n_mono; /* centre weights expected to be parametrised */
+} setup;
+
+static void arch_of(const setup *s, weights_arch *a) {
+  weights_arch_default(a);
+  a->model = s->model;
+  if (s->layers) {
+    char buf[128];
+    snprintf(buf, sizeof buf, "%s", s->layers);
+    a->npe.n_layers = 0;
+    char *save = NULL;
+    for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+      npe_layer_config *c = &a->npe.layer[a->npe.n_layers++];
+      sscanf(t, "%d:%d:%d", &c->kernel, &c->lmax, &c->channels);
+      c->activation = NPE_SOFTPLUS;
+    }
+  }
+  weights_arch_check(a);
+}
+
+static void run_setup(MPI_Comm comm, const setup *s) {
+  weights_arch a;
+  arch_of(s, &a);
+  field *f = NULL;
+  double *delta = NULL;
+  likelihood *lk = NULL;
+  posterior *p = NULL;
+  TEST_STATUS(field_create(comm, 8, BOX, a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1, &f),
+              CB_OK, s->name);
+  if (!f) return;
+  delta = field_alloc_real(f);
+  make_delta(f, delta);
+  enum { NH = 60 };
+  double pos[3 * NH], mass[NH];
+  for (size_t h = 0; h < NH; h++) {
+    for (int c = 0; c < 3; c++) pos[3 * h + c] = BOX * hash01(11, 3 * h + c);
+    mass[h] = exp(log(2.1e12) + (log(2e14) - log(2.1e12)) * pow(hash01(12, h), 2.0));
+  }
+  TEST_STATUS(likelihood_create(f, &a, &lk), CB_OK, s->name);
+  TEST_STATUS(likelihood_set_halos(lk, "test", NH, pos, mass, 2e12), CB_OK, s->name);
+  posterior_config cfg;
+  posterior_config_default(&cfg);
+  cfg.monotone = s->monotone;
+  TEST_STATUS(posterior_create(f, lk, delta, &a, &cfg, &p), CB_OK, s->name);
+  const size_t d = posterior_dim(p);
+  TEST_CHECK(d == weights_count(&a), "%s: dim %zu", s->name, d);
+  int nm = 0;
+  for (size_t i = 0; i < d; i++) nm += posterior_is_monotone(p, i);
+  TEST_CHECK(nm == s->n_mono, "%s: %d monotone parameters, expected %d", s->name, nm, s->n_mono);
+
+  double *th = calloc(d, sizeof *th), *g = calloc(d, sizeof *g), *w = calloc(d, sizeof *w),
+         *back = calloc(d, sizeof *back), *gl = calloc(d, sizeof *gl);
+  gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+  gsl_rng_set(r, 29);
+  for (size_t i = 0; i < d; i++) th[i] = 0.35 * (2 * gsl_rng_uniform(r) - 1) + 0.05;
+  double lnp = 0, lnL = 0, lnL2 = 0;
+  TEST_STATUS(posterior_evaluate(p, th, &lnp, g, &lnL), CB_OK, s->name);
+  TEST_CHECK(isfinite(lnp), "%s: ln p not finite", s->name);
+  /* ln p = ln L(w) - |theta|^2 / 200 */
+  posterior_to_weights(p, th, w);
+  TEST_STATUS(likelihood_evaluate(lk, delta, w, &lnL2, gl, NULL), CB_OK, s->name);
+  double prior = 0;
+  for (size_t i = 0; i < d; i++) {
+    prior -= th[i] * th[i] / 200.0;
+    if (posterior_is_monotone(p, i))
+      TEST_CLOSE(w[i], log1p(exp(th[i])), 1e-14, "softplus centre");
+    else
+      TEST_CHECK(w[i] == th[i], "%s: w[%zu] != theta", s->name, i);
+  }
+  TEST_CLOSE(lnL, lnL2, 1e-14, s->name);
+  TEST_CLOSE(lnp, lnL2 + prior, 1e-13, s->name);
+  /* gradient against central differences */
+  for (size_t i = 0; i < d; i++) {
+    double h = 1e-5, lp1, lm1, save = th[i];
+    th[i] = save + h;
+    posterior_evaluate(p, th, &lp1, NULL, NULL);
+    th[i] = save - h;
+    posterior_evaluate(p, th, &lm1, NULL, NULL);
+    th[i] = save;
+    double fd = (lp1 - lm1) / (2 * h);
+    if (!(fabs(fd - g[i]) <= 1e-6 * fmax(1.0, fabs(g[i]))))
+      testing_fail(__FILE__, __LINE__, "%s: d ln p / d theta_%zu = %.10g, differences %.10g",
+                   s->name, i, g[i], fd);
+  }
+  /* round trip */
+  TEST_STATUS(posterior_from_weights(p, "test", w, back), CB_OK, s->name);
+  for (size_t i = 0; i < d; i++) TEST_CLOSE(back[i], th[i], 1e-10, "theta round trip");
+  if (s->monotone) {
+    long c = weights_centre_index(&a, 0);
+    w[c] = -0.3;
+    TEST_STATUS(posterior_from_weights(p, "test", w, back), CB_ERR_INPUT, "negative centre");
+    TEST_CHECK(strstr(status_message(), "w_centre") || strstr(status_message(), "centre"),
+               "message names the centre weight: %s", status_message());
+    status_clear();
+  }
+  /* names: unique */
+  char(*names)[64] = calloc(d, sizeof *names);
+  for (size_t i = 0; i < d; i++) {
+    TEST_STATUS(weights_name(&a, i, names[i], 64), CB_OK, "name");
+    for (size_t j = 0; j < i; j++)
+      TEST_CHECK(strcmp(names[i], names[j]), "%s: names %zu and %zu are both %s", s->name, j, i,
+                 names[i]);
+  }
+  free(names);
+  gsl_rng_free(r);
+  free(th);
+  free(g);
+  free(w);
+  free(back);
+  free(gl);
+  posterior_destroy(&p);
+  likelihood_destroy(&lk);
+  fftw_free(delta);
+  field_destroy(&f);
+}
+
+static void test_names(void) {
+  weights_arch a;
+  weights_arch_default(&a);
+  const char *want = "w_centre w_face w_edge w_corner b_conv a_1 a_2 b_alpha_1 b_alpha_2 m_1 m_2 "
+                     "b_mu_1 b_mu_2 s_1 s_2 b_sigma_1 b_sigma_2";
+  char got[512] = "", name[64];
+  for (size_t i = 0; i < weights_count(&a); i++) {
+    weights_name(&a, i, name, sizeof name);
+    strcat(got, i ? " " : "");
+    strcat(got, name);
+  }
+  TEST_CHECK(!strcmp(got, want), "paper names: %s", got);
+  TEST_CHECK(weights_centre_index(&a, 0) == 0, "centre index");
+  a.model = WEIGHTS_POWERLAW;
+  weights_arch_check(&a);
+  got[0] = 0;
+  for (size_t i = 0; i < weights_count(&a); i++) {
+    weights_name(&a, i, name, sizeof name);
+    strcat(got, i ? " " : "");
+    strcat(got, name);
+  }
+  TEST_CHECK(!strcmp(got, "beta b_alpha_1 b_alpha_2 b_mu_1 b_mu_2 b_sigma_1 b_sigma_2"),
+             "power-law names: %s", got);
+  TEST_STATUS(weights_name(&a, 7, name, sizeof name), CB_ERR_INPUT, "name out of range");
+  status_clear();
+  /* two channels: centre of channel 1 follows the 4 weights of channel 0 */
+  weights_arch_default(&a);
+  a.npe.layer[0].channels = 2;
+  weights_arch_check(&a);
+  TEST_CHECK(weights_centre_index(&a, 1) == 4, "centre of channel 1: %ld",
+             weights_centre_index(&a, 1));
+  weights_name(&a, 4, name, sizeof name);
+  TEST_CHECK(!strcmp(name, "w0_1.0_centre"), "channel 1 centre name: %s", name);
+}
+
+/* The power law with G = 1: dn/dlnM(M | v) = (1 + delta + eps)^beta alpha N(ln M; mu, sigma)
+ * with alpha, mu, sigma from the constant head: the bin means by a direct sum. */
+static void test_mass_function(MPI_Comm comm) {
+  weights_arch a;
+  weights_arch_default(&a);
+  a.model = WEIGHTS_POWERLAW;
+  a.mdn.n_gauss = 1;
+  weights_arch_check(&a);
+  field *f = NULL;
+  TEST_STATUS(field_create(comm, 8, BOX, 1, &f), CB_OK, "field");
+  double *delta = field_alloc_real(f);
+  make_delta(f, delta);
+  likelihood *lk = NULL;
+  posterior *p = NULL;
+  double pos[3] = {10.0, 20.0, 30.0}, mass[1] = {5.3e12};
+  likelihood_create(f, &a, &lk);
+  likelihood_set_halos(lk, "test", 1, pos, mass, 2e12);
+  posterior_config cfg;
+  posterior_config_default(&cfg);
+  TEST_STATUS(posterior_create(f, lk, delta, &a, &cfg, &p), CB_OK, "mf posterior");
+  double th[4] = {1.37, 0.4, -0.3, 0.2}, mf[POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES];
+  TEST_STATUS(posterior_mass_function(p, th, mf), CB_OK, "mass function");
+  double alpha = mdn_softplus(0.4 + log(1e-3)), mu = -0.3 + log(2e12);
+  double sigma = 0.05 + mdn_softplus(0.2 + log(exp(1 - 0.05) - 1));
+  const double *edges = posterior_mf_edges(p), *ms = posterior_mf_masses(p);
+  double want[POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES] = {0}, cnt[POSTERIOR_MF_BINS] = {0};
+  for (ptrdiff_t v = 0; v < f->n_real_local; v++) {
+    int b = 0;
+    while (b < POSTERIOR_MF_BINS - 1 && delta[v] >= edges[b + 1]) b++;
+    cnt[b] += 1;
+    for (int m = 0; m < POSTERIOR_MF_MASSES; m++) {
+      double z = (log(ms[m]) - mu) / sigma;
+      want[b * POSTERIOR_MF_MASSES + m] +=
+          pow(1 + delta[v] + 1e-3, 1.37) * alpha * exp(-0.5 * z * z) / (sqrt(2 * M_PI) * sigma);
+    }
+  }
+  MPI_Allreduce(MPI_IN_PLACE, want, POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES, MPI_DOUBLE, MPI_SUM,
+                comm);
+  MPI_Allreduce(MPI_IN_PLACE, cnt, POSTERIOR_MF_BINS, MPI_DOUBLE, MPI_SUM, comm);
+  for (int b = 0; b < POSTERIOR_MF_BINS; b++)
+    for (int m = 0; m < POSTERIOR_MF_MASSES; m++)
+      TEST_CLOSE(mf[b * POSTERIOR_MF_MASSES + m], want[b * POSTERIOR_MF_MASSES + m] / cnt[b], 1e-12,
+                 "binned mass function");
+  TEST_CLOSE(ms[1], 2e13, 1e-15, "mass 2");
+  posterior_destroy(&p);
+  likelihood_destroy(&lk);
+  fftw_free(delta);
+  field_destroy(&f);
+}
+
+int main(int argc, char **argv) {
+  MPI_Comm comm;
+  testing_init(&argc, &argv, &comm);
+  test_names();
+  const setup setups[] = {
+      {"paper", WEIGHTS_NPE, NULL, false, 0},
+      {"paper monotone", WEIGHTS_NPE, NULL, true, 1},
+      {"two channels monotone", WEIGHTS_NPE, "3:0:2", true, 2},
+      {"lmax 1 monotone", WEIGHTS_NPE, "3:1:1", true, 1},
+      {"power law", WEIGHTS_POWERLAW, NULL, false, 0},
+  };
+  for (size_t s = 0; s < sizeof setups / sizeof *setups; s++) run_setup(comm, &setups[s]);
+  test_mass_function(comm);
+  /* a monotone power law is refused */
+  return testing_finish();
+}
