@@ -46,7 +46,7 @@ run $PY "$SRC/scripts/plot_abc.py" grf.h5 grf.png
 
 # 3. stop and resume: SIGTERM to 2 groups, SIGKILL to one process; both resumed on 1 group
 A="abc run -simulator grf -n_grid 16 -prior_lower 0.6,0.1 -prior_upper 1.6,0.9 -theta_true 1.05,0.45
-   -obs_seed 3 -n_particles 200 -n_initial 1200 -criterion 0.1 -exact_grid 0 -quiet"
+   -obs_seed 3 -n_particles 200 -n_initial 6000 -criterion 0.1 -exact_grid 0 -quiet"
 run "$EXE" $A -o straight.h5
 journal_records() { echo $(( ($(stat -c %s "$1" 2> /dev/null || echo 4104) - 4104) / 184 )); }
 wait_for() { # wait until the journal $1 holds $2 records (at most 30 s)
