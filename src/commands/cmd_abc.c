@@ -355,8 +355,12 @@ static int abc_summary(options *o, MPI_Comm comm, const char *path) {
   if (st == CB_OK) st = h5io_attr_read_long(h, "/", "complete", &complete);
   if (st == CB_OK) st = h5io_attr_read_long(h, "/", "n_rounds", &rounds);
   if (st == CB_OK) st = h5io_attr_read_long(h, "/", "n_sims", &nsims);
-  if (st == CB_OK && rounds == 0)
-    st = CB_ERROR(CB_ERR_INPUT, "'%s': no finished round yet (stopped in the first round)", path);
+  if (st == CB_OK && rounds == 0) { /* stopped in the first round: nothing to summarise yet */
+    log_info("%s: %s, no finished round yet, %ld simulations", path,
+             complete ? "complete" : "INCOMPLETE (resume it with abc run -resume)", nsims);
+    h5io_close(&h);
+    return CB_OK;
+  }
   if (st == CB_OK) st = h5io_read_rows_all(h, "/posterior/theta", &nc, &nr, &theta);
   if (st == CB_OK) st = h5io_read_rows_all(h, "/posterior/weights", &wc, &wr, &w);
   if (st == CB_OK) st = h5io_read_rows_all(h, "/posterior/distance", &wc, &wr, &rho);
