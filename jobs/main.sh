@@ -127,7 +127,43 @@ step_engine_truth() {
   "$PYTHON" scripts/plot_hmf.py "$OUT/hmf_npe.h5" "$OUT/hmf_npe.png" | summary
 }
 
-STEPS=(ic pk plot_pk mock plot_mock loglike_powerlaw engine_truth)
+# 8. Head 1, neural bias inference: HMC on the engine's weights given the engine-truth mock
+#    (params/infer.opts, shortened: INFER_CHAINS x (INFER_WARMUP + INFER_SAMPLES), quasi-Newton
+#    metric, MAP starts by PETSc TAO); the diagnostics table (R-hat, ESS of lp, of the binned
+#    mass function and of the weights) and the picture of the chains and the posterior mass
+#    function against the catalogue.
+step_infer() {
+  cerberus infer -options_file params/infer.opts -field "$OUT/mock_npe.h5" \
+    -catalogue "$OUT/mock_npe.h5" -engine_monotone false -chains "${INFER_CHAINS:-2}" \
+    -warmup "${INFER_WARMUP:-100}" -samples "${INFER_SAMPLES:-100}" -metric bfgs \
+    -truth_weights "$OUT/truth_weights.h5" -progress_every 25 -o "$OUT/chain.h5" -overwrite |
+    summary
+  echo "main.sh: $PYTHON scripts/plot_chain.py $OUT/chain.h5 $OUT/chain.png"
+  "$PYTHON" scripts/plot_chain.py "$OUT/chain.h5" "$OUT/chain.png" "$OUT/mock_npe.h5" \
+    "$OUT/mock_npe.h5" | summary
+}
+
+# 9. Head 2, the IMNN: a network trained on Gaussian random fields (16^3, band powers) to
+#    compress a field to two numbers, with the fraction of the exact Fisher information it
+#    reaches, and the picture of its training and of its estimates against the truth.
+step_imnn() {
+  cerberus imnn train -options_file params/imnn_grf.opts -n_grid 16 -o "$OUT/imnn_grf.h5" \
+    -overwrite | grep -E "fraction|best epoch" | summary
+  echo "main.sh: $PYTHON scripts/plot_imnn.py $OUT/imnn_grf.h5 $OUT/imnn.png"
+  "$PYTHON" scripts/plot_imnn.py "$OUT/imnn_grf.h5" "$OUT/imnn.png" | summary
+}
+
+# 10. Head 3, likelihood-free inference: a population Monte Carlo ABC campaign on the same
+#     random fields over rank groups (params/abc_grf.opts), its posterior against the exact one.
+step_abc() {
+  cerberus abc run -options_file params/abc_grf.opts -n_grid 16 -o "$OUT/abc.h5" -overwrite \
+    >/dev/null
+  cerberus abc summary "$OUT/abc.h5" | summary
+  echo "main.sh: $PYTHON scripts/plot_abc.py $OUT/abc.h5 $OUT/abc.png"
+  "$PYTHON" scripts/plot_abc.py "$OUT/abc.h5" "$OUT/abc.png" | summary
+}
+
+STEPS=(ic pk plot_pk mock plot_mock loglike_powerlaw engine_truth infer imnn abc)
 
 echo "main.sh: $NTASKS ranks, outputs in $OUT/, steps: ${STEPS[*]}"
 start=$SECONDS
