@@ -63,7 +63,7 @@ with h5py.File("h1.h5") as a, h5py.File("h2.h5") as b:
 PYEOF
 
 # grf 16^3, band powers: 90% of the exact det F; unbiased estimates at the fiducial
-R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.05 -n_batches 2 -seed 5 -n_test 60"
+R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
 run mpiexec -n 2 "$EXE" imnn train $R -group_size 1 -o r.h5
 cat out.txt
 $PY - <<'PYEOF' || fail=1
