@@ -2,8 +2,7 @@
 # cli_imnn: `cerberus imnn fisher | train | compress` from the command line (MODEL.md section 9).
 #  - the exact Fisher matrices: gaussian F = n / (2 theta^2) = 5 at n = 10; grf at 16^3
 #    F_AA = (N^3 - 1) / 2 and F_BB = 1/2 sum (ln k)^2 recomputed here over every mode;
-#  - gaussian, n = 10: the fraction of F = 5 reached on validation (fixed seeds; 80% in this
-#    budget, not the 97% issue 13 asks for: that takes about 400 epochs);
+#  - gaussian, n = 10: at least 97% of F = 5 reached on validation (fixed seeds);
 #  - grf at 16^3 with the band-power front end: at least 90% of the exact det F, and the
 #    quasi-ML estimates of test simulations at the fiducial unbiased within their error;
 #  - the same training history on 1 rank and on 2 rank groups (within 1e-8), for the gaussian
@@ -33,16 +32,19 @@ if not np.allclose(got, F, rtol=1e-9):
 PYEOF
 
 # gaussian: the fraction of F = 5 reached on validation (a short run: see the note below)
-G="-simulator gaussian -hidden 20:softplus -n_s 4000 -n_d 4000 -n_val 4000 -epochs 80 -patience 80 -learning_rate 0.02 -n_batches 4 -seed 3 -n_test 40"
+G="-simulator gaussian -hidden 40:softplus -n_s 16000 -n_d 8000 -n_val 10000 -n_d_val 5000 -epochs 120 -patience 120 -learning_rate 0.015 -n_batches 8 -seed 3 -n_test 40"
 run "$EXE" imnn train $G -o g1.h5
 cat out.txt
-# Issue 13 asks for 97%; this budget (80 epochs) reaches about 0.85 and 400 epochs 0.97 (the
-# README's note): the check is that training gets well past the linear summaries' zero.
+# With 4000 training simulations the weights over-fit (20 units: training det F 4.94 against 4.51
+# on validation after 200 epochs): 16000 fiducial and 8000 pairs close that gap; 20 softplus
+# units level off at 0.968 (they act as |u.x| hinges), 40 reach 0.979 in 120 epochs (0.982 with
+# -init_seed 2). The validation estimate (10000 + 2 x 5000) has about 2% of noise: with -seed 7
+# the same training gives 0.951.
 $PY - <<'PYEOF' || fail=1
 import re, sys
 m = re.search(r"fraction of the exact det F reached on validation: ([0-9.]+)", open("out.txt").read())
-if not m or float(m.group(1)) < 0.80:
-    print("FAIL: gaussian reached", m.group(1) if m else "?", "of F = 5 (want >= 0.80)"); sys.exit(1)
+if not m or float(m.group(1)) < 0.97:
+    print("FAIL: gaussian reached", m.group(1) if m else "?", "of F = 5 (want >= 0.97)"); sys.exit(1)
 PYEOF
 # the same history on 1 rank and on 2 rank groups
 H="-simulator gaussian -hidden 8:softplus,4:tanh -n_s 300 -n_d 200 -n_val 300 -epochs 12 -patience 12 -learning_rate 0.02 -n_batches 3 -renew_every 5 -seed 4 -n_test 10"
@@ -61,7 +63,7 @@ with h5py.File("h1.h5") as a, h5py.File("h2.h5") as b:
 PYEOF
 
 # grf 16^3, band powers: 90% of the exact det F; unbiased estimates at the fiducial
-R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.05 -n_batches 2 -seed 5 -n_test 60"
+R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
 run mpiexec -n 2 "$EXE" imnn train $R -group_size 1 -o r.h5
 cat out.txt
 $PY - <<'PYEOF' || fail=1

@@ -12,6 +12,8 @@
 #include "cerberus/log.h"
 #include "cerberus/status.h"
 
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
 #include <stdio.h>
@@ -278,6 +280,94 @@ static int set_scaling(trainer *t, simset *s) {
   return CB_OK;
 }
 
+/* A linear head (no hidden layer) on cached features starts from the best linear compression
+ * of the training set (MOPED: W = M^-1 D C^-1 with D the features' finite-difference mean
+ * derivatives, C their fiducial covariance and F = D C^-1 D^T = M M^T, so that the summaries
+ * have unit covariance; b = -W mean): Adam then only refines it. Plain Adam from random weights
+ * creeps towards this optimum (0.974 of the exact det F on the 32^3 grf after 100 epochs, its
+ * training det F flat). Left at the random weights (with a line) if C or F is singular. */
+static int linear_init(trainer *t, simset *s) {
+  const imnn_model *m = t->m;
+  const int nf = t->n_feat, p = t->p, nfid = s->N_fid, np = s->N_pairs;
+  if (m->arch.n_hidden != 0 || !t->cached) return CB_OK;
+  double *mean = calloc((size_t)nf, sizeof(double)), *C = calloc((size_t)nf * nf, sizeof(double));
+  double *Y = calloc((size_t)nf * p, sizeof(double)), *z = calloc((size_t)nf, sizeof(double));
+  int st = CB_OK;
+  if (!mean || !C || !Y || !z) {
+    st = CB_ERROR(CB_ERR_MEM, "out of memory for the linear initialisation");
+    goto done;
+  }
+#define FEAT(i, k) ((s->feat[(size_t)(i)*nf + (k)] - m->shift[k]) / m->scale[k])
+  for (int i = 0; i < nfid; i++)
+    for (int k = 0; k < nf; k++) mean[k] += FEAT(i, k) / nfid;
+  for (int i = 0; i < nfid; i++) {
+    for (int k = 0; k < nf; k++) z[k] = FEAT(i, k) - mean[k];
+    for (int k = 0; k < nf; k++)
+      for (int l = 0; l <= k; l++) C[k * nf + l] += z[k] * z[l] / (nfid - 1);
+  }
+  for (int k = 0; k < nf; k++)
+    for (int l = 0; l < k; l++) C[l * nf + k] = C[k * nf + l];
+  /* Y (nf x p): column a is D_a, then C^-1 D_a */
+  for (int a = 0; a < p; a++)
+    for (int j = 0; j < np; j++) {
+      const int ip = nfid + a * np + j, im = nfid + (p + a) * np + j;
+      for (int k = 0; k < nf; k++)
+        Y[k * p + a] += (FEAT(ip, k) - FEAT(im, k)) / (np * m->stats.dtheta[a]);
+    }
+#undef FEAT
+  double *Dt = malloc(sizeof(double) * (size_t)nf * p);
+  if (!Dt) {
+    st = CB_ERROR(CB_ERR_MEM, "out of memory for the linear initialisation");
+    goto done;
+  }
+  memcpy(Dt, Y, sizeof(double) * (size_t)nf * p);
+  gsl_error_handler_t *old = gsl_set_error_handler_off();
+  gsl_matrix_view Cm = gsl_matrix_view_array(C, (size_t)nf, (size_t)nf);
+  int e = gsl_linalg_cholesky_decomp1(&Cm.matrix);
+  for (int a = 0; !e && a < p; a++) {
+    gsl_vector_view col = gsl_vector_view_array_with_stride(Y + a, (size_t)p, (size_t)nf);
+    e = gsl_linalg_cholesky_svx(&Cm.matrix, &col.vector);
+  }
+  double F[IMNN_MAX_PARAMS * IMNN_MAX_PARAMS];
+  for (int a = 0; !e && a < p; a++)
+    for (int b = 0; b < p; b++) {
+      double f = 0;
+      for (int k = 0; k < nf; k++) f += Dt[k * p + a] * Y[k * p + b];
+      F[a * p + b] = f;
+    }
+  for (int a = 0; !e && a < p; a++) /* symmetrise the rounding */
+    for (int b = 0; b < a; b++) F[a * p + b] = F[b * p + a] = 0.5 * (F[a * p + b] + F[b * p + a]);
+  gsl_matrix_view Fm = gsl_matrix_view_array(F, (size_t)p, (size_t)p);
+  if (!e) e = gsl_linalg_cholesky_decomp1(&Fm.matrix);
+  gsl_set_error_handler(old);
+  free(Dt);
+  bool ok = !e;
+  for (int i = 0; ok && i < nf * p; i++) ok = isfinite(Y[i]);
+  if (!ok) {
+    log_info("imnn train: the features' covariance or Fisher matrix is singular: the linear head "
+             "starts from random weights");
+    goto done;
+  }
+  /* W (p x nf) = M^-1 Y^T, M lower triangular (forward substitution); b = -W mean */
+  double *W = t->m->w, *bias = W + (size_t)p * nf;
+  for (int a = 0; a < p; a++)
+    for (int k = 0; k < nf; k++) {
+      double v = Y[k * p + a];
+      for (int b = 0; b < a; b++) v -= F[a * p + b] * W[(size_t)b * nf + k];
+      W[(size_t)a * nf + k] = v / F[a * p + a];
+    }
+  for (int a = 0; a < p; a++) {
+    bias[a] = 0;
+    for (int k = 0; k < nf; k++) bias[a] -= W[(size_t)a * nf + k] * mean[k];
+  }
+done:
+  free(mean);
+  free(C);
+  free(Y);
+  free(z);
+  return st;
+}
+
 static int row_test(trainer *t, simset *s, int i, double *row) {
   double x[IMNN_MAX_PARAMS]; /* the truths are in the test set's feat rows */
   const double *th = s->feat + (size_t)i * t->p;
@@ -314,6 +404,7 @@ static int train_run(trainer *t, imnn_train_result *res) {
   /* the first training set gives the standardisation */
   if (t->cached) TRY(set_prepare(t, &tr));
   TRY(set_scaling(t, &tr));
+  TRY(linear_init(t, &tr));
   TRY(set_prepare(t, &va));
   double best = -INFINITY, te0 = log_elapsed(), n_eval = 0;
   int since = 0;
