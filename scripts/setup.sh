@@ -17,6 +17,8 @@ packages=(
   python3 python3-h5py python3-numpy python3-matplotlib
   # chain files read as ArviZ would (xarray over netCDF-4), by tests and scripts
   python3-xarray python3-netcdf4
+  # the NumPy + mpi4py reference of the ABC benchmark (scripts/abc_numpy_mpi4py.py)
+  python3-mpi4py
   # format check, version string (git describe), HTTPS for git
   clang-format git ca-certificates
 )
