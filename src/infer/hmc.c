@@ -364,6 +364,14 @@ static double mams_length(const hmc *h) {
   return h->s.traj_len < cap ? h->s.traj_len : cap;
 }
 
+/* The most steps a MAMS trajectory draws: 2 L / eps in [1, max_steps], at most twice the cap
+ * (counted in steps, so rounding cannot add one). */
+static double mams_n_max(const hmc *h) {
+  double nm = ceil(2 * h->s.traj_len / h->s.eps), cap = 2.0 * h->cfg.mams_mean_steps_max;
+  nm = nm > cap ? cap : nm;
+  return nm < 1 ? 1 : (nm > h->cfg.max_steps ? h->cfg.max_steps : nm);
+}
+
 /* ---- adaptation ---- */
 
 static void da_restart(hmc *h) {
@@ -743,8 +751,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     double eps = h->s.eps;
     int n = c->n_steps;
     if (mams) {
-      double nm = ceil(2 * mams_length(h) / eps);
-      nm = nm < 1 ? 1 : (nm > c->max_steps ? c->max_steps : nm);
+      double nm = mams_n_max(h);
       n = c->jitter ? 1 + (int)floor(nm * gsl_rng_uniform(h->rng)) : (int)ceil(nm / 2);
     } else if (c->jitter) {
       eps = h->s.eps * (1 - gsl_rng_uniform(h->rng));
@@ -964,8 +971,7 @@ double hmc_step_size(const hmc *h) {
 }
 int hmc_n_steps_max(const hmc *h) {
   if (h->cfg.algorithm != HMC_ALG_MAMS) return h->cfg.n_steps;
-  double nm = ceil(2 * mams_length(h) / h->s.eps);
-  return nm < 1 ? 1 : (nm > h->cfg.max_steps ? h->cfg.max_steps : (int)nm);
+  return (int)mams_n_max(h);
 }
 double hmc_trajectory_length(const hmc *h) {
   return h->cfg.algorithm == HMC_ALG_MAMS ? mams_length(h) : h->s.eps * h->cfg.n_steps;
