@@ -123,7 +123,7 @@ typedef struct hmc_config {
                                   rejection */
   double mams_l_factor;        /* 0.4 */
   bool mams_tune_l;            /* tune L from the ESS of the last warm-up window (true) */
-  int mams_mean_steps_max;     /* cap on L / eps, the mean steps of a MAMS trajectory (32): the
+  int mams_mean_steps_max;     /* cap on L / eps, the mean steps of a MAMS trajectory (16): the
                                   L used is min(L, mams_mean_steps_max eps), so an ill-conditioned
                                   target (eps far below the scale sqrt(dim) of L) costs at most
                                   this many gradients a trajectory on average, not max_steps / 2 */

@@ -137,7 +137,7 @@ void hmc_config_default(hmc_config *c) {
   c->mams_refresh = 1.0;
   c->mams_l_factor = 0.4;
   c->mams_tune_l = true;
-  c->mams_mean_steps_max = 32;
+  c->mams_mean_steps_max = 16;
   c->max_steps = 1024;
   c->seed = 1;
 }
