@@ -173,4 +173,5 @@ bad "are for" ba.h5 "$EXE" infer $O -chains 1 -weights w2.h5 -o ba.h5
 bad "option -seed differs" "" "$EXE" infer $O -chains 2 -o k.h5 -resume -seed 9
 bad "-start file needs -weights" bs.h5 "$EXE" infer $O -start file -o bs.h5
 bad "no-such.h5" "" "$EXE" diagnose no-such.h5
+bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
 exit $fail

@@ -781,6 +781,46 @@ static void compare_variants(int K) {
   }
 }
 
+/* MAMS on an ill-conditioned Gaussian (variances 1e-6 .. 1, unit metric): eps is set by the
+ * narrowest direction, so the tuned L (~ the widest scale) would be ~1000 step sizes; the L in
+ * use is capped at mams_mean_steps_max eps and no trajectory draws more than twice the cap. */
+static void test_mams_cap(MPI_Comm comm) {
+  gauss g;
+  gauss_init(&g, comm, 6, 1e-6, 1.0, false, 11);
+  hmc_config c;
+  hmc_config_default(&c);
+  c.algorithm = HMC_ALG_MAMS;
+  c.metric = HMC_METRIC_UNIT;
+  c.mams_mean_steps_max = 5;
+  c.n_warmup = 60;
+  c.seed = 3;
+  hmc *h = NULL;
+  TEST_STATUS(hmc_create(comm, g.d, &c, gauss_logp, &g, g.mu, &h), CB_OK, "create MAMS (cap 5)");
+  int n_max = 0;
+  bool bound = true;
+  for (int k = 0; h && k < 100; k++) {
+    hmc_step_info info;
+    TEST_STATUS(hmc_step(h, &info), CB_OK, "MAMS step");
+    if (info.n_steps > n_max) n_max = info.n_steps;
+    double L = hmc_trajectory_length(h), eps = hmc_step_size(h);
+    if (!(L <= 5 * eps * (1 + 1e-12))) bound = false;
+  }
+  if (h) {
+    double eps = hmc_step_size(h);
+    TEST_CHECK(eps < 0.05, "eps %g set by the narrowest scale 1e-3", eps);
+    TEST_CHECK(fabs(hmc_trajectory_length(h) - 5 * eps) <= 1e-12 * eps,
+               "the cap binds: L %g = 5 eps %g", hmc_trajectory_length(h), 5 * eps);
+    TEST_CHECK(hmc_n_steps_max(h) <= 10, "steps max %d <= 2 x cap", hmc_n_steps_max(h));
+  }
+  TEST_CHECK(bound, "L <= cap eps at every step");
+  TEST_CHECK(n_max >= 1 && n_max <= 10, "largest trajectory %d steps, cap 2 x 5", n_max);
+  hmc_destroy(&h);
+  c.mams_mean_steps_max = 0;
+  TEST_STATUS(hmc_create(comm, g.d, &c, gauss_logp, &g, g.mu, &h), CB_ERR_INPUT, "MAMS cap 0");
+  status_clear();
+  gauss_free(&g);
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
@@ -803,6 +843,7 @@ int main(int argc, char **argv) {
   double t3 = MPI_Wtime();
   test_bad_config(comm);
   test_schedule(comm);
+  test_mams_cap(comm);
   if (verbose && testing_rank() == 0)
     printf("ranks %.2f s, restart %.2f s, distributed %.2f s\n", t1 - t0, t2 - t1, t3 - t2);
   return testing_finish();

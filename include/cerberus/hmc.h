@@ -28,7 +28,8 @@
  *    Metropolis test, a full velocity refresh per trajectory (or a partial one with a flip on
  *    rejection), the step size tuned by dual averaging to mams_target_accept (0.9) and the
  *    trajectory length L from the effective sample size of the last warm-up window
- *    (L = mams_l_factor * integration time / ESS, averaged over the coordinates).
+ *    (L = mams_l_factor * integration time / ESS, averaged over the coordinates), the L used
+ *    capped at mams_mean_steps_max step sizes.
  *
  * Parallelism. The parameters q are replicated: the same q on every rank of comm. The target
  * is collective over comm (it reduces its own sums inside) and must return the same values
@@ -122,6 +123,10 @@ typedef struct hmc_config {
                                   rejection */
   double mams_l_factor;        /* 0.4 */
   bool mams_tune_l;            /* tune L from the ESS of the last warm-up window (true) */
+  int mams_mean_steps_max;     /* cap on L / eps, the mean steps of a MAMS trajectory (16): the
+                                  L used is min(L, mams_mean_steps_max eps), so an ill-conditioned
+                                  target (eps far below the scale sqrt(dim) of L) costs at most
+                                  this many gradients a trajectory on average, not max_steps / 2 */
   int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
                                   n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
                                   truncated target rejects trajectories whatever eps) */

@@ -195,6 +195,11 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
   CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory", 10, &ns));
   base.n_steps = (int)ns;
+  long mcap = base.mams_mean_steps_max;
+  CB_CALL(options_int(o, "-mams_mean_steps_max", "MAMS: cap on L / eps", mcap, &mcap));
+  CB_CHECK(mcap >= 1 && mcap <= 100000, CB_ERR_INPUT, "-mams_mean_steps_max: %ld not in [1, 1e5]",
+           mcap);
+  base.mams_mean_steps_max = (int)mcap;
   CB_CALL(options_finish(o));
   CB_CHECK(K >= 2, CB_ERR_INPUT, "-chains must be at least 2 for R-hat (got %ld)", K);
   CB_CHECK(W >= 0 && S >= 20, CB_ERR_INPUT, "-samples must be >= 20 and -warmup >= 0");

@@ -137,6 +137,7 @@ void hmc_config_default(hmc_config *c) {
   c->mams_refresh = 1.0;
   c->mams_l_factor = 0.4;
   c->mams_tune_l = true;
+  c->mams_mean_steps_max = 16;
   c->max_steps = 1024;
   c->seed = 1;
 }
@@ -191,6 +192,8 @@ int hmc_config_check(const hmc_config *c, size_t dim) {
            "hmc: divergence threshold %g must be positive", c->divergence_threshold);
   CB_CHECK(c->mams_refresh > 0 && c->mams_refresh <= 1, CB_ERR_INPUT,
            "hmc: MAMS refresh %g not in (0, 1]", c->mams_refresh);
+  CB_CHECK(c->mams_mean_steps_max >= 1, CB_ERR_INPUT,
+           "hmc: MAMS mean steps cap %d must be at least 1", c->mams_mean_steps_max);
   CB_CHECK(c->mams_l_factor > 0, CB_ERR_INPUT, "hmc: MAMS L factor %g must be positive",
            c->mams_l_factor);
   return CB_OK;
@@ -350,6 +353,23 @@ static int evaluate(hmc *h, const double *q, double *lp, double *g) {
   CB_CALL(h->fn(h->ctx, q, lp, g));
   h->s.n_grad++;
   return CB_OK;
+}
+
+/* MAMS's trajectory length in use: the tuned L, capped at mams_mean_steps_max step sizes. On an
+ * ill-conditioned target the step size (set by the narrowest direction left after the
+ * preconditioner) is far below L's scale sqrt(dim) (the widest): uncapped, every trajectory
+ * would take max_steps steps. A function of the state, so a restart gives the same. */
+static double mams_length(const hmc *h) {
+  double cap = h->cfg.mams_mean_steps_max * h->s.eps;
+  return h->s.traj_len < cap ? h->s.traj_len : cap;
+}
+
+/* The most steps a MAMS trajectory draws: 2 L / eps in [1, max_steps], at most twice the cap
+ * (counted in steps, so rounding cannot add one). */
+static double mams_n_max(const hmc *h) {
+  double nm = ceil(2 * h->s.traj_len / h->s.eps), cap = 2.0 * h->cfg.mams_mean_steps_max;
+  nm = nm > cap ? cap : nm;
+  return nm < 1 ? 1 : (nm > h->cfg.max_steps ? h->cfg.max_steps : nm);
 }
 
 /* ---- adaptation ---- */
@@ -731,8 +751,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
     double eps = h->s.eps;
     int n = c->n_steps;
     if (mams) {
-      double nm = ceil(2 * h->s.traj_len / eps);
-      nm = nm < 1 ? 1 : (nm > c->max_steps ? c->max_steps : nm);
+      double nm = mams_n_max(h);
       n = c->jitter ? 1 + (int)floor(nm * gsl_rng_uniform(h->rng)) : (int)ceil(nm / 2);
     } else if (c->jitter) {
       eps = h->s.eps * (1 - gsl_rng_uniform(h->rng));
@@ -952,11 +971,10 @@ double hmc_step_size(const hmc *h) {
 }
 int hmc_n_steps_max(const hmc *h) {
   if (h->cfg.algorithm != HMC_ALG_MAMS) return h->cfg.n_steps;
-  double nm = ceil(2 * h->s.traj_len / h->s.eps);
-  return nm < 1 ? 1 : (nm > h->cfg.max_steps ? h->cfg.max_steps : (int)nm);
+  return (int)mams_n_max(h);
 }
 double hmc_trajectory_length(const hmc *h) {
-  return h->cfg.algorithm == HMC_ALG_MAMS ? h->s.traj_len : h->s.eps * h->cfg.n_steps;
+  return h->cfg.algorithm == HMC_ALG_MAMS ? mams_length(h) : h->s.eps * h->cfg.n_steps;
 }
 size_t hmc_inverse_metric(const hmc *h, const double **c) {
   *c = h->c;
