@@ -34,6 +34,7 @@
 #include "cerberus/diagnose.h"
 #include "cerberus/status.h"
 
+#include <gsl/gsl_blas.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_linalg.h>
@@ -264,33 +265,20 @@ static void apply_c(const hmc *h, const double *x, double *out) {
   }
 }
 
-/* out = S x (S = chol, lower) and out = S^T x. */
-static void apply_s(const hmc *h, const double *x, double *out) {
+/* out = S x (trans false) or S^T x (trans true), S = chol: the diagonal, or the lower
+ * Cholesky factor (BLAS dtrmv) of a dense metric. */
+static void apply_chol(const hmc *h, bool trans, const double *x, double *out) {
   size_t d = h->dim;
   if (h->cfg.metric == HMC_METRIC_UNIT) {
     memcpy(out, x, d * sizeof *x);
   } else if (!h->dense) {
     for (size_t i = 0; i < d; i++) out[i] = h->chol[i] * x[i];
   } else {
-    for (size_t i = 0; i < d; i++) {
-      double s = 0;
-      for (size_t j = 0; j <= i; j++) s += h->chol[i * d + j] * x[j];
-      out[i] = s;
-    }
-  }
-}
-static void apply_st(const hmc *h, const double *x, double *out) {
-  size_t d = h->dim;
-  if (h->cfg.metric == HMC_METRIC_UNIT) {
     memcpy(out, x, d * sizeof *x);
-  } else if (!h->dense) {
-    for (size_t i = 0; i < d; i++) out[i] = h->chol[i] * x[i];
-  } else {
-    for (size_t i = 0; i < d; i++) {
-      double s = 0;
-      for (size_t j = i; j < d; j++) s += h->chol[j * d + i] * x[j];
-      out[i] = s;
-    }
+    gsl_matrix_const_view S = gsl_matrix_const_view_array(h->chol, d, d);
+    gsl_vector_view o = gsl_vector_view_array(out, d);
+    gsl_blas_dtrmv(CblasLower, trans ? CblasTrans : CblasNoTrans, CblasNonUnit, &S.matrix,
+                   &o.vector);
   }
 }
 
@@ -716,7 +704,7 @@ typedef struct decision {
 static int esh_update(hmc *h, double step, double *dk, double *nbad) {
   size_t d = h->dim;
   double *gz = h->t1, D = h->dim_global;
-  apply_st(h, h->g1, gz);
+  apply_chol(h, true, h->g1, gz);
   double r[3] = {dot(d, gz, gz), dot(d, h->p, gz), nbad ? *nbad : 0};
   CB_CALL(allsum(h, r, 3));
   *dk = 0;
@@ -810,7 +798,7 @@ int hmc_step(hmc *h, hmc_step_info *info) {
         double dk;
         CB_CALL(esh_update(h, h->a[k] * eps, &dk, NULL));
         dK += dk;
-        apply_s(h, h->p, h->t2);
+        apply_chol(h, false, h->p, h->t2);
         for (size_t i = 0; i < d; i++) h->q1[i] += h->b[k] * eps * h->t2[i];
       } else {
         for (size_t i = 0; i < d; i++) h->p[i] += h->a[k] * eps * h->g1[i];
