@@ -326,16 +326,10 @@ int h5io_write_grid_attrs(h5file *h, const field *f) {
 
 /* ---------------------------------------------------------------- fields */
 
-int h5io_write_field(h5file *h, const char *name, const field *f, const double *local) {
-  hsize_t dims[3] = {(hsize_t)f->n, (hsize_t)f->n, (hsize_t)f->n};
-  hid_t fs = H5Screate_simple(3, dims, NULL);
-  hid_t lcpl = lcpl_groups();
-  hid_t d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  if (d < 0) {
-    H5Sclose(fs);
-    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
-  }
+/* slab_transfer: this rank's slab of the field (its local_n0 planes from local_0_start) to or
+ * from the 3-D dataset d whose file space is fs (selected here), in one collective call; a rank
+ * with no planes takes part with empty selections. Collective. */
+static herr_t slab_transfer(hid_t d, hid_t fs, const field *f, double *local, bool write) {
   hsize_t start[3] = {(hsize_t)f->local_0_start, 0, 0};
   hsize_t count[3] = {(hsize_t)f->local_n0, (hsize_t)f->n, (hsize_t)f->n};
   hid_t ms = H5Screate_simple(3, count, NULL);
@@ -346,9 +340,24 @@ int h5io_write_field(h5file *h, const char *name, const field *f, const double *
     H5Sselect_none(ms);
   }
   hid_t x = xfer_collective();
-  herr_t e = H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, x, local);
+  herr_t e = write ? H5Dwrite(d, H5T_NATIVE_DOUBLE, ms, fs, x, local)
+                   : H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, x, local);
   H5Pclose(x);
   H5Sclose(ms);
+  return e;
+}
+
+int h5io_write_field(h5file *h, const char *name, const field *f, const double *local) {
+  hsize_t dims[3] = {(hsize_t)f->n, (hsize_t)f->n, (hsize_t)f->n};
+  hid_t fs = H5Screate_simple(3, dims, NULL);
+  hid_t lcpl = lcpl_groups();
+  hid_t d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  if (d < 0) {
+    H5Sclose(fs);
+    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
+  }
+  herr_t e = slab_transfer(d, fs, f, (double *)local, true);
   H5Sclose(fs);
   H5Dclose(d);
   CB_CHECK(e >= 0, CB_ERR_IO, "'%s': cannot write dataset '%s'", h->path, name);
@@ -376,19 +385,7 @@ int h5io_read_field(h5file *h, const char *name, const field *f, double *local) 
                     h->path, name, (unsigned long long)dims[0], (unsigned long long)dims[1],
                     (unsigned long long)dims[2], f->n);
   }
-  hsize_t start[3] = {(hsize_t)f->local_0_start, 0, 0};
-  hsize_t count[3] = {(hsize_t)f->local_n0, n, n};
-  hid_t ms = H5Screate_simple(3, count, NULL);
-  if (f->local_n0 > 0) {
-    H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL);
-  } else {
-    H5Sselect_none(fs);
-    H5Sselect_none(ms);
-  }
-  hid_t x = xfer_collective();
-  herr_t e = H5Dread(d, H5T_NATIVE_DOUBLE, ms, fs, x, local);
-  H5Pclose(x);
-  H5Sclose(ms);
+  herr_t e = slab_transfer(d, fs, f, local, false);
   H5Sclose(fs);
   H5Dclose(d);
   int ok = e >= 0;

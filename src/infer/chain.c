@@ -642,10 +642,22 @@ static int read_all(hid_t g, const char *name, double **out, hsize_t *dims, int 
   return bad ? -1 : 0;
 }
 
+/* open_for_reading: the chain file read-only. A running job holds it for a moment at each
+ * flush (HDF5 locks the file while it is open for writing), so a file that exists is tried for up
+ * to 5 s before giving up. Returns the file id, or < 0. */
+static hid_t open_for_reading(const char *path) {
+  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  for (int t = 0; t < 100 && f < 0 && access(path, F_OK) == 0; t++) {
+    nanosleep(&(struct timespec){0, 50000000}, NULL);
+    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  }
+  return f;
+}
+
 int chain_read(const char *path, int phase, chain_data *d) {
   memset(d, 0, sizeof *d);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t f = open_for_reading(path);
   CB_CHECK(f >= 0, CB_ERR_IO, "cannot open the chain file '%s'", path);
   const char *gp = phase == CHAIN_WARMUP ? "warmup" : "posterior";
   const char *gs = phase == CHAIN_WARMUP ? "warmup" : "sample_stats";
@@ -760,7 +772,7 @@ done:
 int chain_read_attr_string(const char *path, const char *name, char *buf, size_t n) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   buf[0] = 0;
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+  hid_t f = open_for_reading(path);
   CB_CHECK(f >= 0, CB_ERR_IO, "cannot open the chain file '%s'", path);
   hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
   if (a >= 0) {
