@@ -326,6 +326,19 @@ int h5io_write_grid_attrs(h5file *h, const field *f) {
 
 /* ---------------------------------------------------------------- fields */
 
+/* create_f64: the float64 dataset name (its groups made on the way) with file space fs; on
+ * failure fs is closed and the error names the file and the dataset. Collective. */
+static int create_f64(h5file *h, const char *name, hid_t fs, hid_t *d) {
+  hid_t lcpl = lcpl_groups();
+  *d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
+  H5Pclose(lcpl);
+  if (*d < 0) {
+    H5Sclose(fs);
+    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
+  }
+  return CB_OK;
+}
+
 /* slab_transfer: this rank's slab of the field (its local_n0 planes from local_0_start) to or
  * from the 3-D dataset d whose file space is fs (selected here), in one collective call; a rank
  * with no planes takes part with empty selections. Collective. */
@@ -350,13 +363,8 @@ static herr_t slab_transfer(hid_t d, hid_t fs, const field *f, double *local, bo
 int h5io_write_field(h5file *h, const char *name, const field *f, const double *local) {
   hsize_t dims[3] = {(hsize_t)f->n, (hsize_t)f->n, (hsize_t)f->n};
   hid_t fs = H5Screate_simple(3, dims, NULL);
-  hid_t lcpl = lcpl_groups();
-  hid_t d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  if (d < 0) {
-    H5Sclose(fs);
-    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
-  }
+  hid_t d;
+  CB_CALL(create_f64(h, name, fs, &d));
   herr_t e = slab_transfer(d, fs, f, (double *)local, true);
   H5Sclose(fs);
   H5Dclose(d);
@@ -447,13 +455,8 @@ int h5io_write_rows(h5file *h, const char *name, size_t ncols, size_t nlocal, co
   size_t w = ncols == 0 ? 1 : ncols;
   hsize_t dims[2] = {(hsize_t)total, (hsize_t)w};
   hid_t fs = H5Screate_simple(nd, dims, NULL);
-  hid_t lcpl = lcpl_groups();
-  hid_t d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  if (d < 0) {
-    H5Sclose(fs);
-    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
-  }
+  hid_t d;
+  CB_CALL(create_f64(h, name, fs, &d));
   hsize_t start[2] = {(hsize_t)offset, 0}, count[2] = {(hsize_t)nlocal, (hsize_t)w};
   hid_t ms = H5Screate_simple(nd, count, NULL);
   if (nlocal > 0) {
@@ -515,13 +518,8 @@ int h5io_write_array(h5file *h, const char *name, int ndim, const size_t *dims,
   hsize_t hd[4];
   for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
   hid_t fs = H5Screate_simple(ndim, hd, NULL);
-  hid_t lcpl = lcpl_groups();
-  hid_t d = H5Dcreate2(h->file, name, H5T_IEEE_F64LE, fs, lcpl, H5P_DEFAULT, H5P_DEFAULT);
-  H5Pclose(lcpl);
-  if (d < 0) {
-    H5Sclose(fs);
-    return CB_ERROR(CB_ERR_IO, "'%s': cannot create dataset '%s'", h->path, name);
-  }
+  hid_t d;
+  CB_CALL(create_f64(h, name, fs, &d));
   hid_t ms = H5Scopy(fs);
   if (h->rank != 0) {
     H5Sselect_none(fs);
