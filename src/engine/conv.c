@@ -534,7 +534,7 @@ static inline int mod3(ptrdiff_t b) {
 
 /* Ring slot of channel ch for plane b: its sums are computed from the plane f, or all zero
  * when f is NULL (planes outside the range a reverse call covers). */
-static slot *sep_fill(conv *cv, slot *slots, int ch, ptrdiff_t b, const double *f) {
+VMATH_INLINE slot *sep_fill(conv *cv, slot *slots, int ch, ptrdiff_t b, const double *f) {
   const ptrdiff_t n = cv->ws_n;
   const size_t nn = (size_t)n * (size_t)n;
   slot *s = &slots[ch * 3 + mod3(b)];
@@ -551,8 +551,8 @@ static slot *sep_fill(conv *cv, slot *slots, int ch, ptrdiff_t b, const double *
   return s;
 }
 
-CONV_CLONES static void sep_forward(conv *cv, ptrdiff_t n, const double *in, double *out,
-                                    ptrdiff_t p0, ptrdiff_t p1) {
+VMATH_INLINE void sep_forward(conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0,
+                              ptrdiff_t p1) {
   const int C = cv->c_in, Q = cv->c_out;
   const bool l1 = cv->lmax >= 1;
   const size_t nn = (size_t)n * (size_t)n;
@@ -591,8 +591,8 @@ CONV_CLONES static void sep_forward(conv *cv, ptrdiff_t n, const double *in, dou
  * the l = 1 planes swap (the adjoint of the sum over d_a = -1 is the sum over d_a = +1). So
  * din_c += sum_class w_class M_class(g) and, by the same adjoint, d/dw_class =
  * sum_x g(x) class(in)(x) = sum_y in(y) M_class(g)(y) (y over the ghost planes too). */
-CONV_CLONES static void sep_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout,
-                                     double *grad_w, double *din, ptrdiff_t p0, ptrdiff_t p1) {
+VMATH_INLINE void sep_backward(conv *cv, ptrdiff_t n, const double *in, const double *dout,
+                               double *grad_w, double *din, ptrdiff_t p0, ptrdiff_t p1) {
   const int C = cv->c_in, Q = cv->c_out;
   const bool l1 = cv->lmax >= 1;
   const size_t nn = (size_t)n * (size_t)n;
