@@ -148,6 +148,9 @@ static void run_case(MPI_Comm comm, int K, int lmax, int cin, int ch, ptrdiff_t 
   TEST_CHECK(conv_class_sums(cv, n) == want_sums && !conv_class_sums(cd, n) &&
                  !conv_class_sums(cv, n + 1),
              "%s: class sums %d, expected %d", name, conv_class_sums(cv, n), want_sums);
+  TEST_CHECK((conv_memory(cv) >= (size_t)(6 * n * n) * sizeof(double)) == want_sums &&
+                 conv_memory(cd) == 0,
+             "%s: workspace %zu and %zu bytes", name, conv_memory(cv), conv_memory(cd));
   const ptrdiff_t nn = n * n, n3 = nn * n;
   const size_t nw = conv_n_weights(cv);
   double *w = malloc(nw * sizeof *w);

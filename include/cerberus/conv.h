@@ -43,6 +43,8 @@ void conv_set_weights(conv *cv, const double *w);
  * and the one used before any conv_prepare or for another n). The two agree to rounding.
  * CB_ERR_MEM if the workspace cannot be had (the layer then stays direct). */
 int conv_prepare(conv *cv, ptrdiff_t n, bool direct);
+/* Bytes of the class sums' workspace (0 on the direct path). */
+size_t conv_memory(const conv *cv);
 /* Whether conv_forward / conv_backward use the class sums for side n. */
 bool conv_class_sums(const conv *cv, ptrdiff_t n);
 

@@ -319,6 +319,14 @@ int conv_prepare(conv *cv, ptrdiff_t n, bool direct) {
   return CB_OK;
 }
 
+size_t conv_memory(const conv *cv) {
+  if (!cv->ws_n) return 0;
+  const size_t nn = (size_t)cv->ws_n * (size_t)cv->ws_n,
+               nch = (size_t)(cv->c_in > cv->c_out ? cv->c_in : cv->c_out);
+  return (nch * 3 * (size_t)cv->na * nn + 2 * nn + 9 * ((size_t)cv->ws_n + 2)) * sizeof(double) +
+         nch * 3 * sizeof(slot);
+}
+
 bool conv_class_sums(const conv *cv, ptrdiff_t n) {
   return cv->ws_n > 0 && cv->ws_n == n;
 }

@@ -171,6 +171,7 @@ int npe_create(field *f, const npe_config *cfg, npe **out) {
     net->g[l] = (c->kernel - 1) / 2;
     if ((st = conv_create(c->kernel, c->lmax, net->cin[l], c->channels, &net->cv[l]))) goto fail;
     if ((st = conv_prepare(net->cv[l], f->n, false))) goto fail;
+    net->bytes += conv_memory(net->cv[l]);
     if ((st = exchange_create(f->comm, nloc, (size_t)net->cin[l] * nn, net->g[l], &net->ex[l])))
       goto fail;
     net->woff[l] = off;
