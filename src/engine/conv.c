@@ -21,8 +21,10 @@
  * V3 = S_i U2, and the l = 1 kernels (a weight for the plane d_a = -1 and one for d_a = +1,
  * tests/test_engine.c) the box sums B B f of the two other axes taken at x -/+ e_a:
  * (B_i B_j f)(k -/+ 1), (B_i B_k f)(j -/+ 1), (B_j B_k f)(i -/+ 1), from R = B_j f and
- * Q = B_k f kept with U1, U2. A ring of three planes per input channel holds U1, U2 (R, Q)
- * (conv_prepare allocates it: 6 or 12 planes of n^2 a channel); each input plane is summed
+ * Q = B_k f kept with U1, U2. A ring of three planes per input channel (per output channel in
+ * reverse) holds U1, U2 (R, Q) (conv_prepare allocates it: 6 or 12 planes of n^2 a channel,
+ * max(C_in, C_out) channels); each call sums the planes it reads once, so the engine's three
+ * calls a layer (interior, two edges) sum a few planes twice; each input plane is summed
  * once (4 adds a voxel; 6 with R, Q), each output row takes its class sums from the ring
  * (5 adds; 10 more for l = 1) and every output channel reading that input channel uses them:
  * 4 multiply-adds (l = 0) or 2 (l = 1) instead of 27 or 18. Forward, the paper's layer: 9
@@ -34,7 +36,9 @@
  * sum_y in(y) M_class(g)(y): dot products with the class sums the reverse pass builds anyway
  * (no stored forward sums, no second sweep). The paper's layer: 9 adds, 4 multiply-adds into
  * din and 4 into the dot products a voxel, against 2 x 27. All inner loops run along the
- * contiguous k rows, four lanes at a time, periodic wrap in k through a padded row.
+ * contiguous k rows, four lanes at a time, periodic wrap in k through a padded row. Measured
+ * by callgrind at 64^3 (bench loglike): 22 instructions a voxel forward and 28 in reverse,
+ * against 53 and 119 for the direct taps.
  * The forward result does not depend on how the planes are split between calls or ranks;
  * the reverse's ghost-plane sums do, to rounding (as the direct path's did).
  *
