@@ -15,6 +15,7 @@
 #ifndef CERBERUS_CONV_H
 #define CERBERUS_CONV_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct conv conv;
@@ -36,10 +37,20 @@ size_t conv_n_weights(const conv *cv);
 /* Expand the tied weights w (conv_n_weights values) into full kernels (internal). */
 void conv_set_weights(conv *cv, const double *w);
 
+/* Choose the evaluation for slabs of side n: the class sums (3^3 kernels with lmax 0 or 1; a
+ * workspace of about 3 (lmax 0) or 6 (lmax 1) planes of n^2 a channel, max(C_in, C_out)
+ * channels) unless direct is true, or the direct K^3 taps (the only path for 5^3 and lmax 2,
+ * and the one used before any conv_prepare or for another n). The two agree to rounding.
+ * CB_ERR_MEM if the workspace cannot be had (the layer then stays direct). */
+int conv_prepare(conv *cv, ptrdiff_t n, bool direct);
+/* Bytes of the class sums' workspace (0 on the direct path). */
+size_t conv_memory(const conv *cv);
+/* Whether conv_forward / conv_backward use the class sums for side n. */
+bool conv_class_sums(const conv *cv, ptrdiff_t n);
+
 /* out[p] = bias + sum kernel * in, for owned output planes p in [p0, p1) of an n x n slab.
- * in: buffer with ghosts as above. */
-void conv_forward(const conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0,
-                  ptrdiff_t p1);
+ * in: buffer with ghosts as above. Uses the layer's workspace. */
+void conv_forward(conv *cv, ptrdiff_t n, const double *in, double *out, ptrdiff_t p0, ptrdiff_t p1);
 /* Reverse pass for output planes [p0, p1) (uses the conv's workspace): ADDS d/dw (tied, biases
  * last) into grad_w and, if din is not NULL, ADDS into din (same layout as in, ghosts included:
  * contributions to ghost planes are for the neighbours). dout has the out layout. */

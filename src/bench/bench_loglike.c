@@ -23,8 +23,9 @@
  * the least any code could take on this core (the floor analysis at the top of mdn.c): the
  * transcendental functions a voxel needs at least (counted from the architecture: the log of
  * x0, the softplus of every activation and head output, the erfc, the e^-x^2 of the
- * reverse pass, the halos' logs and log-sum-exp), each costed at the rate of libmvec's
- * four-lane exp, log and erfc measured here on a vector in L1 (the fastest of 50 sweeps), or
+ * reverse pass, the halos' ln(alpha / sigma) and log-sum-exp), each costed at the rate of
+ * libmvec's four-lane exp, log and erfc measured here on a vector in L1 (the fastest of 50
+ * sweeps), or
  * the bytes a voxel must move (delta in, d lnL / d delta out) at the STREAM triad rate
  * measured here over the rank's voxels, whichever is larger. floor_share = floor_ns_fwd_grad
  * / ns_voxel_fwd_grad, cpu_floor_share the same from cpu_fwd_grad_s (what a loaded machine
@@ -115,10 +116,10 @@ static void floor_ns(const weights_arch *a, double halos_per_voxel, const double
   } else {
     e += 1; /* e^(beta x0); the head is the same in every voxel */
   }
-  /* a halo: ln alpha_i and ln sigma_i, the log-sum-exp (G exp, one log); reverse G exp */
+  /* a halo: ln(alpha_i / sigma_i), the log-sum-exp (G exp, one log); the reverse pass's
+   * responsibilities are those exps over their sum */
   e += halos_per_voxel * G;
-  l += halos_per_voxel * (2 * G + 1);
-  eg += halos_per_voxel * G;
+  l += halos_per_voxel * (G + 1);
   const double cf = e * ns[0] + l * ns[1] + erfc * ns[2], cb = cf + eg * ns[0];
   const double mf = 8.0 / bytes_per_s * 1e9, mb = 16.0 / bytes_per_s * 1e9;
   *fwd = cf > mf ? cf : mf;

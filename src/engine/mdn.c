@@ -26,25 +26,32 @@
  *       (ln erfc, through the scaled erfcx of gsl_sf_log_erfc, and the log-sum-exp are only
  *       needed where the direct sum under- or overflows: x >= 25, alpha or V e^extra out of
  *       range; those voxels are rare and take the per-voxel path)
- *     a halo (1/20 per voxel): ln alpha_i, ln sigma_i (4 log), the log-sum-exp (2 exp, 1 log)
- *                                                            0.1 exp + 0.25 log
+ *     a halo (1/20 per voxel): ln(alpha_i / sigma_i) (2 log), the log-sum-exp (2 exp, 1 log)
+ *                                                            0.1 exp + 0.15 log
  *   reverse:
  *     d erfc(x_i) / dx_i = -2 / sqrt(pi) e^-x_i^2         2 exp
  *     the softplus derivatives (head and activation): the sigmoids kept from the forward
  *     pass, 0; d x0 / d delta = 1 / (1 + delta + eps), a division, 0
- *     a halo's responsibilities e^(lc_i - lse)               0.1 exp
- *   In all: forward 6.1 exp + 7.25 log + 2 erfc, with both gradients 8.2 exp + 7.25 log + 2 erfc.
+ *     a halo's responsibilities e^(lc_i - lse): the log-sum-exp's exponentials over their
+ *       sum, 0
+ *   In all: forward 6.1 exp + 7.15 log + 2 erfc, with both gradients 8.1 exp + 7.15 log + 2 erfc.
  * Bytes that must cross memory: delta in (8) and the halos (16 / 20), d lnL / d delta out (8):
  * 17 bytes a voxel; everything else (x0, z, psi and their adjoints) can stay in cache.
  * Measured rates on this machine (AMD EPYC, AVX2; one core; 2026-12-07): libmvec's four-lane
  * exp 0.72 ns a value, log 1.01 ns, erfc 1.37 ns (a loop over 4096 values in L1); the STREAM
  * triad (`cerberus bench memory`) 76 GB/s at 64^3 (in cache), 56 GB/s at 128^3, 19 GB/s at
- * 256^3 (DRAM). So the transcendentals take 6.1 x 0.72 + 7.25 x 1.01 + 2 x 1.37 = 14.5 ns a
- * voxel forward and 16.0 ns with both gradients, the bytes 0.9 ns even from DRAM: the floor is
+ * 256^3 (DRAM). So the transcendentals take 6.1 x 0.72 + 7.15 x 1.01 + 2 x 1.37 = 14.4 ns a
+ * voxel forward and 15.8 ns with both gradients, the bytes 0.9 ns even from DRAM: the floor is
  * the arithmetic, about 16 ns a voxel (4.2 ms at 64^3 on one core). `cerberus bench loglike`
  * measures the same rates when it runs, computes this floor for the architecture given, and
- * prints the share of it reached. The code takes one exp more than the floor (1 / (1 + delta
- * + eps) as e^-x0) and keeps x0, act'(z), psi and their adjoints as arrays (in cache at 64^3). */
+ * prints the share of it reached. The code keeps x0, act'(z), psi and their adjoints as arrays
+ * (in cache at 64^3) and evaluates a halo's G logs and G exps in four-lane calls that hold
+ * its G components (half empty at G = 2) and the log of the sum by libm (1 voxel in 20). The floor
+ * leaves out the convolution's arithmetic: with the tie-class sums (conv.c) the paper's 3^3 layer
+ * takes 9 adds and 4 multiply-adds a voxel forward and 9 adds and 8 multiply-adds in reverse
+ * (against 27 and 54 multiply-adds for the taps one by one): 22 and 28 instructions a voxel by
+ * callgrind (53 and 119 before), some 4 ns a voxel for both on this machine, against the
+ * transcendentals' 16 ns. */
 #include "cerberus/mdn.h"
 
 #include "cerberus/status.h"
@@ -381,20 +388,43 @@ VMATH_INLINE double row_body(const row_args *r, lane_fn vexp, lane_fn vlog, lane
     for (; h < r->nh && (ptrdiff_t)(r->hk[h] - r->hbase) < k + 4; h++) {
       const int l = (int)((ptrdiff_t)(r->hk[h] - r->hbase) - k);
       if (!fast[l]) continue;
-      mdn_voxel v;
+      /* mdn_ln_dndlnm's sums for a fast lane (1e-250 < alpha < 1e250, sigma >= sigma_min):
+       * ln(alpha_i / sigma_i) in four-lane logs, the log-sum-exp's e^(lc_i - max) in
+       * four-lane exps, whose ratios to their sum are the responsibilities */
+      const double u = r->hu[h];
+      double t[MDN_MAX_G], lc[MDN_MAX_G], e[MDN_MAX_G], mx = -INFINITY, sum = 0;
       for (int i = 0; i < G; i++) {
-        v.y_alpha[i] = ya[i][l], v.alpha[i] = al[i][l], v.sig_alpha[i] = siga[i][l];
-        v.ln_alpha[i] = log(v.alpha[i]); /* alpha > 1e-250 on this path */
-        v.mu[i] = mu[i][l], v.sigma[i] = sg[i][l];
+        t[i] = (u - mu[i][l]) / sg[i][l];
+        lc[i] = al[i][l] / sg[i][l];
       }
-      mdn_adjoint ah;
-      for (int i = 0; i < G; i++) ah.y_alpha[i] = ah.mu[i] = ah.sigma[i] = 0;
-      r->hld[h] = mdn_ln_dndlnm(c, &v, r->hu[h], 1.0, grad ? &ah : NULL);
-      if (grad && isfinite(r->hld[h]))
+      for (int i0 = 0; i0 < G; i0 += 4) {
+        double in[4] = {1, 1, 1, 1};
+        for (int i = i0; i < G && i < i0 + 4; i++) in[i - i0] = lc[i];
+        vlog(in, in);
+        for (int i = i0; i < G && i < i0 + 4; i++) lc[i] = in[i - i0];
+      }
+      for (int i = 0; i < G; i++) {
+        lc[i] += -0.5 * t[i] * t[i] - LN_2PI_HALF;
+        if (lc[i] > mx) mx = lc[i];
+      }
+      if (!(mx > -INFINITY)) {
+        r->hld[h] = isnan(mx) ? NAN : -INFINITY;
+        continue;
+      }
+      for (int i0 = 0; i0 < G; i0 += 4) {
+        double in[4] = {0, 0, 0, 0};
+        for (int i = i0; i < G && i < i0 + 4; i++) in[i - i0] = lc[i] - mx;
+        vexp(in, in);
+        for (int i = i0; i < G && i < i0 + 4; i++) e[i] = in[i - i0];
+      }
+      for (int i = 0; i < G; i++) sum += e[i];
+      r->hld[h] = mx + log(sum);
+      if (grad)
         for (int i = 0; i < G; i++) {
-          dya[i][l] += ah.y_alpha[i];
-          dmu[i][l] += ah.mu[i];
-          dsg[i][l] += ah.sigma[i];
+          const double rr = e[i] / sum, is = 1.0 / sg[i][l];
+          dya[i][l] += rr * siga[i][l] / al[i][l];
+          dmu[i][l] += rr * t[i] * is;
+          dsg[i][l] += rr * (t[i] * t[i] - 1.0) * is;
         }
     }
     if (grad) {

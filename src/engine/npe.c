@@ -48,7 +48,7 @@ struct npe {
   double *da[NPE_MAX_LAYERS]; /* their adjoints with ghosts */
   double *z[NPE_MAX_LAYERS];  /* pre-activations, owned; act'(z) after npe_forward */
   double *psi;                /* features, owned */
-  double *x0;                 /* input, owned (copy without ghosts) */
+  double *x0;                 /* 1 + delta + eps, owned (for d x0 / d delta) */
   double *dz;                 /* workspace, owned, max channels */
   size_t bytes;
 };
@@ -170,6 +170,8 @@ int npe_create(field *f, const npe_config *cfg, npe **out) {
     if (net->cout[l] > maxc) maxc = net->cout[l];
     net->g[l] = (c->kernel - 1) / 2;
     if ((st = conv_create(c->kernel, c->lmax, net->cin[l], c->channels, &net->cv[l]))) goto fail;
+    if ((st = conv_prepare(net->cv[l], f->n, false))) goto fail;
+    net->bytes += conv_memory(net->cv[l]);
     if ((st = exchange_create(f->comm, nloc, (size_t)net->cin[l] * nn, net->g[l], &net->ex[l])))
       goto fail;
     net->woff[l] = off;
@@ -271,7 +273,11 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
       x0[v] = y;
     }
   }
-  if (!net->cfg.linear_input) vmath_log(nloc * nn, x0, x0);
+  /* keep 1 + delta + eps: d x0 / d delta is its reciprocal, a division in the reverse pass */
+  if (!net->cfg.linear_input) {
+    memcpy(net->x0, x0, (size_t)nloc * nn * sizeof(double));
+    vmath_log(nloc * nn, x0, x0);
+  }
   long mine = bad < 0 ? -1 : bad, first = -1;
   struct {
     long idx;
@@ -286,7 +292,6 @@ int npe_forward(npe *net, const double *delta, const double *w, const double **p
                     "(%ld,%ld,%ld) (eps = %g)",
                     badv, first / (long)nn, (first / (long)n) % (long)n, first % (long)n, eps);
   }
-  memcpy(net->x0, x0, (size_t)nloc * nn * sizeof(double));
   (void)PetscLogEventBegin(ev_conv, 0, 0, 0, 0);
   for (int l = 0; l < net->L; l++) {
     conv_set_weights(net->cv[l], w + net->woff[l]);
@@ -343,10 +348,11 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
     if (net->cfg.linear_input) {
       memcpy(grad_delta, d0, (size_t)(nloc * nn) * sizeof(double));
     } else {
-      double *e = net->dz; /* 1 / (1 + delta + eps) */
-      for (ptrdiff_t v = 0; v < nloc * nn; v++) e[v] = -net->x0[v];
-      vmath_exp(nloc * nn, e, e);
-      for (ptrdiff_t v = 0; v < nloc * nn; v++) grad_delta[v] = d0[v] * e[v];
+      const double *y = net->x0; /* 1 + delta + eps */
+      const ptrdiff_t m = nloc * nn;
+      ptrdiff_t v = 0;
+      for (; v + 4 <= m; v += 4) st4(grad_delta + v, ld4(d0 + v) / ld4(y + v));
+      for (; v < m; v++) grad_delta[v] = d0[v] / y[v];
     }
   }
   (void)PetscLogEventEnd(ev_conv_back, 0, 0, 0, 0);
@@ -357,7 +363,7 @@ ptrdiff_t npe_feature_stride(const npe *net) {
   return net->f->n * net->f->n;
 }
 const double *npe_input(const npe *net) {
-  return net->x0;
+  return net->a[0] + (size_t)net->g[0] * net->f->n * net->f->n;
 }
 double npe_exchange_wait(const npe *net) {
   double t = 0;
