@@ -9,6 +9,8 @@
 #    (with batches and renewed simulations)
 #    and for the convolutional front end on an 8^3 grf (groups of 1 and of 2 ranks);
 #  - compress: summaries and estimates of a data file, equal to the network's own;
+#  - simulate: the same grf on 1 and 2 ranks, its amplitude against the truth, and compress of
+#    the file equal to the network applied in numpy;
 #  - bad inputs one by one: -n_d larger than -n_s, a zero -dtheta, an unknown simulator (the
 #    line lists the known ones), a network file of another input size.
 PY=/usr/bin/python3
@@ -85,6 +87,40 @@ if np.any(np.abs(z) > 3.5):
     print("FAIL: grf quasi-ML estimates biased"); sys.exit(1)
 PYEOF
 
+# simulate: a grf 16^3 at (2, 0.8), the same field on 1 and 2 ranks, its amplitude against the
+# truth, and `compress -data` of the file against the network applied in numpy (band powers of
+# power.h, standardisation, linear head)
+run "$EXE" imnn simulate -simulator grf -n_grid 16 -box_size 250 -theta 2,0.8 -seed 5 -o s1.h5
+run mpiexec -n 2 "$EXE" imnn simulate -simulator grf -n_grid 16 -box_size 250 -theta 2,0.8 -seed 5 -o s2.h5
+run "$EXE" imnn compress -network r.h5 -data s1.h5 -o cs.h5
+$PY - <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+with h5py.File("s1.h5") as a, h5py.File("s2.h5") as b:
+    d = a["delta"][()]
+    if not np.array_equal(d, b["delta"][()]) or list(a["theta_true"][()]) != [2, 0.8]:
+        print("FAIL: simulate differs on 2 ranks or lost theta"); sys.exit(1)
+    n, L = int(a.attrs["n_grid"]), float(a.attrs["box_size"])
+m = np.fft.fftfreq(n, 1.0 / n)
+r = np.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + m[None, None, :] ** 2)
+P = (L / n) ** 6 / L ** 3 * np.abs(np.fft.fftn(d)) ** 2
+k = 2 * np.pi / L * r
+Ahat = np.mean((P * k ** 0.8)[r > 0])  # E = A, relative sd sqrt(2 / (n^3 - 1))
+if abs(Ahat - 2) > 4 * 2 * np.sqrt(2.0 / (n ** 3 - 1)):
+    print("FAIL: simulated amplitude", Ahat, "for A = 2"); sys.exit(1)
+with h5py.File("r.h5") as g, h5py.File("cs.h5") as c:
+    sh = np.rint(r).astype(int)
+    nf = g["shift"].shape[0]
+    Pb = np.array([P[sh == s].mean() for s in range(1, nf + 1)])
+    scale = g.attrs.get("bandpower_scale", b"log")
+    feat = Pb if scale in (b"linear", "linear") else np.log(Pb)
+    a0 = (feat - g["shift"][()]) / g["scale"][()]
+    w, p = g["weights"][()], 2
+    x = w[: p * nf].reshape(p, nf) @ a0 + w[p * nf : p * nf + p]
+    if not np.allclose(c["summaries"][()][0], x, rtol=1e-9, atol=1e-9):
+        print("FAIL: compress of the simulated file", c["summaries"][()], "numpy", x); sys.exit(1)
+print("simulate: A estimate", Ahat, "summaries", x)
+PYEOF
+
 # convolutional front end, 8^3: the same history on 1 group of 2 ranks and on 2 groups of 1
 C="-simulator grf -n_grid 8 -box_size 100 -front conv -conv_layers 3:0:2:softplus -hidden 4:softplus -n_s 24 -n_d 12 -n_val 24 -epochs 4 -patience 4 -learning_rate 0.01 -seed 9 -n_test 0"
 run mpiexec -n 2 "$EXE" imnn train $C -group_size 2 -o c1.h5
@@ -130,5 +166,9 @@ bad "-n_d 11 must be 1 to -n_s 10" o.h5 "$EXE" imnn train $T -n_d 11 -o o.h5
 bad "it must be non-zero" o.h5 "$EXE" imnn train $T -dtheta 0 -o o.h5
 bad "unknown simulator 'gausian' (known: gaussian, grf, lpt" o.h5 "$EXE" imnn train -simulator gausian -o o.h5
 bad "network 'g1.h5' takes inputs of size 10 but the data have size 12" o.h5 "$EXE" imnn compress -network g1.h5 -data d12.h5 -o o.h5
-bad "imnn needs one of train, compress, fisher" "" "$EXE" imnn fit
+bad "-theta: 1 values given, simulator 'grf' has 2" o.h5 "$EXE" imnn simulate -simulator grf -theta 1 -o o.h5
+bad "unknown simulator 'grff' (known: gaussian, grf" o.h5 "$EXE" imnn simulate -simulator grff -o o.h5
+bad "'nan' is not a finite number" o.h5 "$EXE" imnn simulate -simulator grf -theta nan,0.5 -o o.h5
+bad "gives data that are not finite there" o.h5 "$EXE" imnn simulate -simulator grf -n_grid 8 -theta -1,0.5 -o o.h5
+bad "imnn needs one of train, compress, fisher, simulate" "" "$EXE" imnn fit
 exit $fail

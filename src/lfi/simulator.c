@@ -25,6 +25,7 @@
 #include "cerberus/simulator.h"
 
 #include "cerberus/forward.h"
+#include "cerberus/h5io.h"
 #include "cerberus/ic.h"
 #include "cerberus/status.h"
 
@@ -537,4 +538,28 @@ bool simulator_data_finite(simulator *sim, const double *data) {
     }
   if (sim->is_field && sim->field) bad = field_allreduce_sum(sim->field, bad);
   return bad == 0.0;
+}
+
+int simulator_write(simulator *sim, const double *theta, uint64_t seed, const double *data,
+                    const char *path, const char *dataset, bool overwrite, const options *o) {
+  h5file *h = NULL;
+  CB_CALL(h5io_create(sim->comm, path, overwrite, &h));
+  int st = CB_OK;
+  size_t np = (size_t)sim->n_params;
+  if (o) st = h5io_write_provenance(h, o);
+  if (!st) st = h5io_attr_write_string(h, "/", "simulator", sim->type->name);
+  if (!st) st = h5io_attr_write_long(h, "/", "seed", (long)seed);
+  if (!st) st = h5io_write_array(h, "/theta_true", 1, &np, theta);
+  if (!st && sim->is_field) {
+    st = h5io_write_grid_attrs(h, sim->field);
+    if (!st) st = h5io_write_field(h, dataset, sim->field, data);
+  } else if (!st) {
+    st = h5io_write_array(h, dataset, 1, &sim->n_data, data);
+  }
+  if (st) {
+    h5io_abort(&h);
+    return st;
+  }
+  CB_CALL(h5io_commit(&h));
+  return CB_OK;
 }
