@@ -69,7 +69,7 @@ with h5py.File("h1.h5") as a, h5py.File("h2.h5") as b:
 PYEOF
 
 # grf 16^3, band powers: 90% of the exact det F; unbiased estimates at the fiducial
-R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
+R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -bandpower_scale linear -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
 run mpiexec -n 2 "$EXE" imnn train $R -group_size 1 -o r.h5
 cat out.txt
 $PY - <<'PYEOF' || fail=1
@@ -86,6 +86,22 @@ print("grf test estimates: bias", bias, "in units of the error of the mean", z)
 if np.any(np.abs(z) > 3.5):
     print("FAIL: grf quasi-ML estimates biased"); sys.exit(1)
 PYEOF
+# the exact information of that network (scripts/imnn_exact_fraction.py) against its validation
+# estimate (3000 + 2 x 2 x 500 simulations: ln det F has a noise of about 2 / sqrt(3000) = 3.7%)
+if [ -n "${CERBERUS_SRC:-}" ]; then
+  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" r.h5
+  $PY - <<'PYEOF' || fail=1
+import re, sys
+t = open("out.txt").read()
+m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
+if not m:
+    print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
+ex, ceil, val = map(float, m.groups())
+if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.11:
+    print("FAIL: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
+print("grf network: exact fraction", ex, "ceiling", ceil, "validation", val)
+PYEOF
+fi
 
 # simulate: a grf 16^3 at (2, 0.8), the same field on 1 and 2 ranks, its amplitude against the
 # truth, and `compress -data` of the file against the network applied in numpy (band powers of
