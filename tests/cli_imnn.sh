@@ -8,6 +8,8 @@
 #  - the same training history on 1 rank and on 2 rank groups (within 1e-8), for the gaussian
 #    (with batches and renewed simulations)
 #    and for the convolutional front end on an 8^3 grf (groups of 1 and of 2 ranks);
+#  - square convolution channels with the MOPED start of the linear head: exact information
+#    (scripts/imnn_exact_fraction.py) above 0.85 and equal to the validation estimate;
 #  - compress: summaries and estimates of a data file, equal to the network's own;
 #  - simulate: the same grf on 1 and 2 ranks, its amplitude against the truth, and compress of
 #    the file equal to the network applied in numpy;
@@ -148,6 +150,28 @@ with h5py.File("c1.h5") as a, h5py.File("c2.h5") as b:
     if ha.shape != hb.shape or not np.allclose(ha, hb, rtol=1e-8, atol=0):
         print("FAIL: conv history differs between 1 and 2 groups", ha - hb); sys.exit(1)
 PYEOF
+
+# convolutional front end of square channels (quadratic statistics of the field, 8^3) with the
+# linear head's MOPED start at the initial convolution weights: its exact information (the
+# span of 10 channels of 3^3 isotropic kernels allows 0.985 here; 400 training simulations
+# lose some) and the validation estimate (1000 + 2 x 2 x 300 simulations, noise ~6%) agree
+Q="-simulator grf -n_grid 8 -box_size 100 -dtheta 0.02,0.02 -front conv -conv_layers 3:0:10:square -hidden none -n_s 400 -n_d 200 -n_val 1000 -n_d_val 300 -epochs 1 -patience 1 -learning_rate 1e-6 -n_test 0 -seed 3"
+run mpiexec -n 2 "$EXE" imnn train $Q -o q.h5
+grep -q "simulated fields kept in memory" out.txt || { echo "FAIL: no line on the kept fields"; fail=1; }
+if [ -n "${CERBERUS_SRC:-}" ]; then
+  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" q.h5
+  $PY - <<'PYEOF' || fail=1
+import re, sys
+t = open("out.txt").read()
+m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
+if not m:
+    print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
+ex, ceil, val = map(float, m.groups())
+if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.2:
+    print("FAIL: square conv: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
+print("square conv network: exact fraction", ex, "ceiling", ceil, "validation", val)
+PYEOF
+fi
 
 # compress: a data vector and a table of two rows
 $PY - <<'PYEOF'

@@ -11,7 +11,7 @@
  * - a network file written and read back gives the same summaries; one of another input size
  *   is refused with a message naming the file; the band-power scale (ln P or P) is kept, and
  *   a file without it reads as ln P;
- * - linear band powers are exp of the log ones;
+ * - linear band powers are exp of the log ones; the square activation and its slope;
  * - the quasi-ML estimate of a linear model of the summaries returns its parameters. */
 #include "testing.h"
 
@@ -224,6 +224,20 @@ static void test_net_gradients(MPI_Comm comm) {
   double s0[3] = {0.2, 0.1, -0.3}, sc[3] = {1.4, 0.8, 2.1}; /* the field's, then 2 features */
   TEST_STATUS(imnn_net_set_scaling(net, s0, sc), CB_OK, "conv scaling");
   check_net_gradient(net, "conv front end", data, 5);
+  imnn_net_destroy(&net);
+  /* one layer of square channels (quadratic statistics of the field) and a linear head */
+  TEST_CLOSE(npe_activate(NPE_SQUARE, -1.7), 2.89, 1e-15, "square(-1.7)");
+  TEST_CLOSE(npe_activate_deriv(NPE_SQUARE, -1.7), -3.4, 1e-15, "square'(-1.7)");
+  TEST_CHECK(npe_activation_index("square") == NPE_SQUARE &&
+                 !strcmp(npe_activation_name(NPE_SQUARE), "square"),
+             "the square activation by name");
+  a.n_hidden = 0;
+  a.conv.n_layers = 1;
+  a.conv.layer[0] = (npe_layer_config){3, 0, 3, NPE_SQUARE};
+  TEST_STATUS(imnn_net_create(f, &a, &net), CB_OK, "square conv net");
+  double s1[4] = {0.2, 0.9, 1.1, 0.7}, sc1[4] = {1.4, 0.8, 2.1, 1.3};
+  TEST_STATUS(imnn_net_set_scaling(net, s1, sc1), CB_OK, "square conv scaling");
+  check_net_gradient(net, "square conv front end", data, 5);
   imnn_net_destroy(&net);
   fftw_free(data);
   field_destroy(&f);

@@ -58,8 +58,8 @@ int imnn_arch_check(const imnn_arch *a) {
   for (int l = 0; l < a->n_hidden; l++) {
     CB_CHECK(a->width[l] >= 1 && a->width[l] <= IMNN_MAX_WIDTH, CB_ERR_INPUT,
              "-hidden: layer %d width must be 1 to %d (got %d)", l, IMNN_MAX_WIDTH, a->width[l]);
-    CB_CHECK(a->act[l] >= 0 && a->act[l] <= 3, CB_ERR_INPUT, "-hidden: layer %d activation %d", l,
-             a->act[l]);
+    CB_CHECK(a->act[l] >= 0 && a->act[l] < NPE_N_ACTIVATIONS, CB_ERR_INPUT,
+             "-hidden: layer %d activation %d", l, a->act[l]);
   }
   if (a->front == IMNN_FRONT_IDENTITY) {
     CB_CHECK(a->n_input >= 1 && a->n_input <= 1000000, CB_ERR_INPUT,
