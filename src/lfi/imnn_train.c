@@ -300,12 +300,12 @@ static int set_scaling(trainer *t, simset *s) {
     double mu = s1 / nv, var = s2 / nv - mu * mu;
     m->shift[0] = mu;
     m->scale[0] = var > 0 ? sqrt(var) : 1.0;
-    /* the pooled features of the whole set at the initial weights (for the linear start),
-     * standardised over its fiducial simulations */
+    /* the pooled features at the initial weights, standardised over the fiducial simulations;
+     * a linear head's start needs those of the whole set */
     CB_CALL(imnn_net_set_scaling(t->net, m->shift, m->scale));
     const int nf = t->n_feat;
     const double *fe = s->feat;
-    CB_CALL(gather_rows(t, s, (size_t)nf, row_features, s->feat));
+    CB_CALL(gather_rows(t, m->arch.n_hidden == 0 ? s : &fid, (size_t)nf, row_features, s->feat));
     for (int k = 0; k < nf; k++) {
       double fm = 0, fv = 0;
       for (int i = 0; i < fid.n; i++) fm += fe[(size_t)i * nf + k] / fid.n;
