@@ -209,7 +209,6 @@ bad "it must be non-zero" o.h5 "$EXE" imnn train $T -dtheta 0 -o o.h5
 bad "unknown simulator 'gausian' (known: gaussian, grf, lpt" o.h5 "$EXE" imnn train -simulator gausian -o o.h5
 bad "network 'g1.h5' takes inputs of size 10 but the data have size 12" o.h5 "$EXE" imnn compress -network g1.h5 -data d12.h5 -o o.h5
 bad "-theta: 1 values given, simulator 'grf' has 2" o.h5 "$EXE" imnn simulate -simulator grf -theta 1 -o o.h5
-bad "unknown simulator 'grff' (known: gaussian, grf" o.h5 "$EXE" imnn simulate -simulator grff -o o.h5
 bad "'nan' is not a finite number" o.h5 "$EXE" imnn simulate -simulator grf -theta nan,0.5 -o o.h5
 bad "gives data that are not finite there" o.h5 "$EXE" imnn simulate -simulator grf -n_grid 8 -theta -1,0.5 -o o.h5
 bad "imnn needs one of train, compress, fisher, simulate" "" "$EXE" imnn fit
