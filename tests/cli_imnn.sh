@@ -8,7 +8,11 @@
 #  - the same training history on 1 rank and on 2 rank groups (within 1e-8), for the gaussian
 #    (with batches and renewed simulations)
 #    and for the convolutional front end on an 8^3 grf (groups of 1 and of 2 ranks);
+#  - square convolution channels with the MOPED start of the linear head: exact information
+#    (scripts/imnn_exact_fraction.py) above 0.85 and equal to the validation estimate;
 #  - compress: summaries and estimates of a data file, equal to the network's own;
+#  - simulate: the same grf on 1 and 2 ranks, its amplitude against the truth, and compress of
+#    the file equal to the network applied in numpy;
 #  - bad inputs one by one: -n_d larger than -n_s, a zero -dtheta, an unknown simulator (the
 #    line lists the known ones), a network file of another input size.
 PY=/usr/bin/python3
@@ -67,7 +71,7 @@ with h5py.File("h1.h5") as a, h5py.File("h2.h5") as b:
 PYEOF
 
 # grf 16^3, band powers: 90% of the exact det F; unbiased estimates at the fiducial
-R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
+R="-simulator grf -n_grid 16 -box_size 250 -front bandpower -bandpower_scale linear -hidden none -n_s 3000 -n_d 500 -n_val 3000 -dtheta 0.01,0.01 -epochs 150 -patience 30 -learning_rate 0.001 -n_batches 2 -seed 5 -n_test 60"
 run mpiexec -n 2 "$EXE" imnn train $R -group_size 1 -o r.h5
 cat out.txt
 $PY - <<'PYEOF' || fail=1
@@ -84,6 +88,56 @@ print("grf test estimates: bias", bias, "in units of the error of the mean", z)
 if np.any(np.abs(z) > 3.5):
     print("FAIL: grf quasi-ML estimates biased"); sys.exit(1)
 PYEOF
+# the exact information of that network (scripts/imnn_exact_fraction.py) against its validation
+# estimate (3000 + 2 x 2 x 500 simulations: ln det F has a noise of about 2 / sqrt(3000) = 3.7%)
+if [ -n "${CERBERUS_SRC:-}" ]; then
+  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" r.h5
+  $PY - <<'PYEOF' || fail=1
+import re, sys
+t = open("out.txt").read()
+m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
+if not m:
+    print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
+ex, ceil, val = map(float, m.groups())
+if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.11:
+    print("FAIL: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
+print("grf network: exact fraction", ex, "ceiling", ceil, "validation", val)
+PYEOF
+fi
+
+# simulate: a grf 16^3 at (2, 0.8), the same field on 1 and 2 ranks, its amplitude against the
+# truth, and `compress -data` of the file against the network applied in numpy (band powers of
+# power.h, standardisation, linear head)
+run "$EXE" imnn simulate -simulator grf -n_grid 16 -box_size 250 -theta 2,0.8 -seed 5 -o s1.h5
+run mpiexec -n 2 "$EXE" imnn simulate -simulator grf -n_grid 16 -box_size 250 -theta 2,0.8 -seed 5 -o s2.h5
+run "$EXE" imnn compress -network r.h5 -data s1.h5 -o cs.h5
+$PY - <<'PYEOF' || fail=1
+import h5py, numpy as np, sys
+with h5py.File("s1.h5") as a, h5py.File("s2.h5") as b:
+    d = a["delta"][()]
+    if not np.array_equal(d, b["delta"][()]) or list(a["theta_true"][()]) != [2, 0.8]:
+        print("FAIL: simulate differs on 2 ranks or lost theta"); sys.exit(1)
+    n, L = int(a.attrs["n_grid"]), float(a.attrs["box_size"])
+m = np.fft.fftfreq(n, 1.0 / n)
+r = np.sqrt(m[:, None, None] ** 2 + m[None, :, None] ** 2 + m[None, None, :] ** 2)
+P = (L / n) ** 6 / L ** 3 * np.abs(np.fft.fftn(d)) ** 2
+k = 2 * np.pi / L * r
+Ahat = np.mean((P * k ** 0.8)[r > 0])  # E = A, relative sd sqrt(2 / (n^3 - 1))
+if abs(Ahat - 2) > 4 * 2 * np.sqrt(2.0 / (n ** 3 - 1)):
+    print("FAIL: simulated amplitude", Ahat, "for A = 2"); sys.exit(1)
+with h5py.File("r.h5") as g, h5py.File("cs.h5") as c:
+    sh = np.rint(r).astype(int)
+    nf = g["shift"].shape[0]
+    Pb = np.array([P[sh == s].mean() for s in range(1, nf + 1)])
+    scale = g.attrs.get("bandpower_scale", b"log")
+    feat = Pb if scale in (b"linear", "linear") else np.log(Pb)
+    a0 = (feat - g["shift"][()]) / g["scale"][()]
+    w, p = g["weights"][()], 2
+    x = w[: p * nf].reshape(p, nf) @ a0 + w[p * nf : p * nf + p]
+    if not np.allclose(c["summaries"][()][0], x, rtol=1e-9, atol=1e-9):
+        print("FAIL: compress of the simulated file", c["summaries"][()], "numpy", x); sys.exit(1)
+print("simulate: A estimate", Ahat, "summaries", x)
+PYEOF
 
 # convolutional front end, 8^3: the same history on 1 group of 2 ranks and on 2 groups of 1
 C="-simulator grf -n_grid 8 -box_size 100 -front conv -conv_layers 3:0:2:softplus -hidden 4:softplus -n_s 24 -n_d 12 -n_val 24 -epochs 4 -patience 4 -learning_rate 0.01 -seed 9 -n_test 0"
@@ -96,6 +150,30 @@ with h5py.File("c1.h5") as a, h5py.File("c2.h5") as b:
     if ha.shape != hb.shape or not np.allclose(ha, hb, rtol=1e-8, atol=0):
         print("FAIL: conv history differs between 1 and 2 groups", ha - hb); sys.exit(1)
 PYEOF
+
+# convolutional front end of square channels (quadratic statistics of the field, 8^3) with the
+# linear head's MOPED start at the initial convolution weights: its exact information (the
+# span of 10 channels of 3^3 isotropic kernels allows 0.985 here; 400 training simulations
+# lose some) and the validation estimate (1000 + 2 x 2 x 300 simulations, noise ~6%) agree
+Q="-simulator grf -n_grid 8 -box_size 100 -dtheta 0.02,0.02 -front conv -conv_layers 3:0:10:square -hidden none -n_s 400 -n_d 200 -n_val 1000 -n_d_val 300 -epochs 1 -patience 1 -learning_rate 1e-6 -n_test 0 -seed 3"
+# (under the sanitizers a short run of the same code paths, without the statistical check)
+[ -n "${ASAN_OPTIONS:-}" ] && Q="$Q -n_s 40 -n_d 20 -n_val 40 -n_d_val 20"
+run mpiexec -n 2 "$EXE" imnn train $Q -o q.h5
+grep -q "simulated fields kept in memory" out.txt || { echo "FAIL: no line on the kept fields"; fail=1; }
+if [ -n "${CERBERUS_SRC:-}" ] && [ -z "${ASAN_OPTIONS:-}" ]; then
+  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" q.h5
+  $PY - <<'PYEOF' || fail=1
+import re, sys
+t = open("out.txt").read()
+m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
+if not m:
+    print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
+ex, ceil, val = map(float, m.groups())
+if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.2:
+    print("FAIL: square conv: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
+print("square conv network: exact fraction", ex, "ceiling", ceil, "validation", val)
+PYEOF
+fi
 
 # compress: a data vector and a table of two rows
 $PY - <<'PYEOF'
@@ -130,5 +208,8 @@ bad "-n_d 11 must be 1 to -n_s 10" o.h5 "$EXE" imnn train $T -n_d 11 -o o.h5
 bad "it must be non-zero" o.h5 "$EXE" imnn train $T -dtheta 0 -o o.h5
 bad "unknown simulator 'gausian' (known: gaussian, grf, lpt" o.h5 "$EXE" imnn train -simulator gausian -o o.h5
 bad "network 'g1.h5' takes inputs of size 10 but the data have size 12" o.h5 "$EXE" imnn compress -network g1.h5 -data d12.h5 -o o.h5
-bad "imnn needs one of train, compress, fisher" "" "$EXE" imnn fit
+bad "-theta: 1 values given, simulator 'grf' has 2" o.h5 "$EXE" imnn simulate -simulator grf -theta 1 -o o.h5
+bad "'nan' is not a finite number" o.h5 "$EXE" imnn simulate -simulator grf -theta nan,0.5 -o o.h5
+bad "gives data that are not finite there" o.h5 "$EXE" imnn simulate -simulator grf -n_grid 8 -theta -1,0.5 -o o.h5
+bad "imnn needs one of train, compress, fisher, simulate" "" "$EXE" imnn fit
 exit $fail

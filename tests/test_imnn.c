@@ -9,7 +9,9 @@
  * - the whole chain, loss of a set of field simulations with respect to the weights;
  * - Adam's first step (|step| = lr per coordinate);
  * - a network file written and read back gives the same summaries; one of another input size
- *   is refused with a message naming the file;
+ *   is refused with a message naming the file; the band-power scale (ln P or P) is kept, and
+ *   a file without it reads as ln P;
+ * - linear band powers are exp of the log ones; the square activation and its slope;
  * - the quasi-ML estimate of a linear model of the summaries returns its parameters. */
 #include "testing.h"
 
@@ -19,6 +21,7 @@
 
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
+#include <hdf5.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -194,7 +197,19 @@ static void test_net_gradients(MPI_Comm comm) {
              imnn_arch_n_features(&a));
   TEST_STATUS(imnn_net_create(f, &a, &net), CB_OK, "bandpower net");
   check_net_gradient(net, "bandpower front end", data, 4);
+  double flog[7], flin[7];
+  TEST_STATUS(imnn_net_features(net, NULL, data, flog), CB_OK, "ln P features");
   imnn_net_destroy(&net);
+  a.bp_scale = IMNN_BP_LINEAR; /* P itself: exp of the log features */
+  TEST_STATUS(imnn_net_create(f, &a, &net), CB_OK, "linear bandpower net");
+  check_net_gradient(net, "linear bandpower front end", data, 4);
+  TEST_STATUS(imnn_net_features(net, NULL, data, flin), CB_OK, "P features");
+  for (int i = 0; i < 7; i++)
+    TEST_CLOSE(flin[i], exp(flog[i]), 1e-12, "band power: P against exp(ln P)");
+  imnn_net_destroy(&net);
+  a.bp_scale = 2;
+  TEST_STATUS(imnn_arch_check(&a), CB_ERR_INPUT, "band-power scale 2 refused");
+  status_clear();
 
   /* convolutions on the distributed field: two layers, a dipole kernel */
   a = (imnn_arch){
@@ -209,6 +224,20 @@ static void test_net_gradients(MPI_Comm comm) {
   double s0[3] = {0.2, 0.1, -0.3}, sc[3] = {1.4, 0.8, 2.1}; /* the field's, then 2 features */
   TEST_STATUS(imnn_net_set_scaling(net, s0, sc), CB_OK, "conv scaling");
   check_net_gradient(net, "conv front end", data, 5);
+  imnn_net_destroy(&net);
+  /* one layer of square channels (quadratic statistics of the field) and a linear head */
+  TEST_CLOSE(npe_activate(NPE_SQUARE, -1.7), 2.89, 1e-15, "square(-1.7)");
+  TEST_CLOSE(npe_activate_deriv(NPE_SQUARE, -1.7), -3.4, 1e-15, "square'(-1.7)");
+  TEST_CHECK(npe_activation_index("square") == NPE_SQUARE &&
+                 !strcmp(npe_activation_name(NPE_SQUARE), "square"),
+             "the square activation by name");
+  a.n_hidden = 0;
+  a.conv.n_layers = 1;
+  a.conv.layer[0] = (npe_layer_config){3, 0, 3, NPE_SQUARE};
+  TEST_STATUS(imnn_net_create(f, &a, &net), CB_OK, "square conv net");
+  double s1[4] = {0.2, 0.9, 1.1, 0.7}, sc1[4] = {1.4, 0.8, 2.1, 1.3};
+  TEST_STATUS(imnn_net_set_scaling(net, s1, sc1), CB_OK, "square conv scaling");
+  check_net_gradient(net, "square conv front end", data, 5);
   imnn_net_destroy(&net);
   fftw_free(data);
   field_destroy(&f);
@@ -389,7 +418,36 @@ static void test_files(MPI_Comm comm) {
   status_clear();
   MPI_Barrier(comm);
   if (testing_rank() == 0) remove(path);
+  const imnn_stats saved = m->stats;
   imnn_model_destroy(&m);
+
+  /* the band-power scale is kept in the file; a file without it (written before the choice
+   * existed) reads as ln P */
+  imnn_arch b = {.front = IMNN_FRONT_BANDPOWER,
+                 .n_input = 8,
+                 .box_size = 97.3,
+                 .bp_scale = IMNN_BP_LINEAR,
+                 .n_params = 2};
+  TEST_STATUS(imnn_model_alloc(&b, &m), CB_OK, "bandpower model");
+  if (!m) return;
+  m->stats = saved; /* the statistics of the identity network */
+  TEST_STATUS(imnn_model_write(comm, path, true, m, NULL, NULL, 0), CB_OK, "write bandpower");
+  TEST_STATUS(imnn_model_read(comm, path, 8, &r), CB_OK, "read bandpower");
+  TEST_CHECK(r && r->arch.bp_scale == IMNN_BP_LINEAR, "linear scale read back");
+  imnn_model_destroy(&r);
+  MPI_Barrier(comm);
+  if (testing_rank() == 0) { /* strip the attribute as an old file lacks it */
+    hid_t h = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    TEST_CHECK(h >= 0 && H5Adelete(h, "bandpower_scale") >= 0, "delete the attribute");
+    H5Fclose(h);
+  }
+  MPI_Barrier(comm);
+  TEST_STATUS(imnn_model_read(comm, path, 8, &r), CB_OK, "read an old bandpower file");
+  TEST_CHECK(r && r->arch.bp_scale == IMNN_BP_LOG, "no attribute: ln P");
+  imnn_model_destroy(&r);
+  imnn_model_destroy(&m);
+  MPI_Barrier(comm);
+  if (testing_rank() == 0) remove(path);
 }
 
 int main(int argc, char **argv) {

@@ -7,9 +7,10 @@
  * p wide, is linear) give x. Front ends:
  *   identity   d is a vector of n_input numbers (the same on every rank of the group): the
  *              features are d itself;
- *   bandpower  d is an n^3 field on the group's field object: the features are ln P_b, the
- *              power spectrum (power.h) in shells k_f wide centred on k_f, 2 k_f, ... up to
- *              the corner of the Fourier cube (sqrt(3) k_Ny: every mode counted);
+ *   bandpower  d is an n^3 field on the group's field object: the features are the power
+ *              spectrum P_b (power.h) in shells k_f wide centred on k_f, 2 k_f, ... up to
+ *              the corner of the Fourier cube (sqrt(3) k_Ny: every mode counted), as ln P_b
+ *              (bandpower_scale log) or P_b itself (linear);
  *   conv       d is an n^3 field: it is standardised (one shift and scale for the field),
  *              passed through the engine's multipole convolutions (npe.h, linear input) and
  *              averaged over the whole field per channel (global average pooling, reduced
@@ -49,11 +50,16 @@
 enum imnn_front { IMNN_FRONT_IDENTITY = 0, IMNN_FRONT_BANDPOWER = 1, IMNN_FRONT_CONV = 2 };
 #define IMNN_FRONT_CHOICES "identity,bandpower,conv"
 const char *imnn_front_name(int front); /* Not collective. */
+/* Band powers enter the network as ln P_b or as P_b. */
+enum imnn_bp_scale { IMNN_BP_LOG = 0, IMNN_BP_LINEAR = 1 };
+#define IMNN_BP_SCALE_CHOICES "log,linear"
+const char *imnn_bp_scale_name(int scale); /* Not collective. */
 
 typedef struct imnn_arch {
   int front;       /* enum imnn_front */
   long n_input;    /* identity: length of the data vector; bandpower, conv: grid side n */
   double box_size; /* bandpower: box side L (Mpc/h) */
+  int bp_scale;    /* bandpower: enum imnn_bp_scale */
   npe_config conv; /* conv: the convolution layers (linear_input is set) */
   int n_hidden;    /* hidden dense layers */
   int width[IMNN_MAX_DENSE];
@@ -72,8 +78,8 @@ size_t imnn_arch_n_weights(const imnn_arch *a);
 int imnn_arch_n_scale(const imnn_arch *a);
 /* "bandpower (16^3, 14 bins) -> 32 softplus -> 32 softplus -> 2, 1632 weights". */
 void imnn_arch_describe(const imnn_arch *a, char *buf, size_t n);
-/* -front, -hidden W:act,W:act,..., -conv_layers K:lmax:channels:act,... (and the caller sets
- * n_input, box_size, n_params). Collective (options are). */
+/* -front, -bandpower_scale, -hidden W:act,W:act,..., -conv_layers K:lmax:channels:act,... (and the
+ * caller sets n_input, box_size, n_params). Collective (options are). */
 int imnn_arch_from_options(options *o, imnn_arch *a);
 
 /* Fiducial statistics of the summaries and the point they describe. dmu[a * p + s] is

@@ -13,9 +13,12 @@
  * rounding level).
  *
  * The identity and band-power front ends do not depend on the weights: their features are
- * computed once per set (one simulation each) and kept. The convolutional front end keeps
- * nothing: each pass re-runs the simulations (every simulation is fixed by its parameters and
- * seed), so memory stays that of one field per group.
+ * computed once per set (one simulation each) and kept. The convolutional front end keeps the
+ * simulated fields instead: each rank keeps its slab of every simulation its group runs in a
+ * training batch or in the validation set (n_local doubles each: 256 KiB for a 32^3 field on
+ * one rank), made at the first pass and forgotten when the training set is renewed; other
+ * passes (the standardisation, the linear start, the test set) re-run what they need (every
+ * simulation is fixed by its parameters and seed).
  *
  * Each epoch, for each of n_batches batches (a share of the fiducial simulations and of the
  * pairs): summaries, the loss and its gradient (imnn_stats_compute), the reverse pass, an Adam

@@ -34,9 +34,18 @@
 #define NPE_MAX_LAYERS 8
 #define NPE_MAX_CHANNELS 64
 
-enum npe_activation { NPE_SOFTPLUS = 0, NPE_RELU = 1, NPE_TANH = 2, NPE_IDENTITY = 3 };
+/* square: z^2 (with a global mean after it, a layer of square channels gives quadratic
+ * statistics of the field, sum_k |K(k)|^2 |d(k)|^2: e.g. the IMNN's convolutional front end). */
+enum npe_activation {
+  NPE_SOFTPLUS = 0,
+  NPE_RELU = 1,
+  NPE_TANH = 2,
+  NPE_IDENTITY = 3,
+  NPE_SQUARE = 4
+};
+#define NPE_N_ACTIVATIONS 5
 /* For options_choice: the names in enum order. */
-#define NPE_ACTIVATION_CHOICES "softplus,relu,tanh,identity"
+#define NPE_ACTIVATION_CHOICES "softplus,relu,tanh,identity,square"
 const char *npe_activation_name(int act); /* Not collective. */
 /* An activation and its derivative at z (the engine's own, for other layers that offer the same
  * choices, e.g. the IMNN's dense layers). Not collective. */

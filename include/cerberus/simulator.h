@@ -122,4 +122,12 @@ int simulator_fisher(simulator *sim, const double *theta, double *F);
 /* True when every local value is finite, on every rank of sim->comm. Collective. */
 bool simulator_data_finite(simulator *sim, const double *data);
 
+/* Write one simulation's data (n_local values on each rank, as simulator_run gives them at
+ * theta and seed) to path, temporary name + rename: a field as the n^3 dataset `dataset` with
+ * the box_size and n_grid attributes (h5io_read_field_file reads it), a vector as a 1-D
+ * dataset; /theta_true (the parameters), the attributes simulator and seed, and the options
+ * and code version of o (may be NULL). Collective on sim->comm. */
+int simulator_write(simulator *sim, const double *theta, uint64_t seed, const double *data,
+                    const char *path, const char *dataset, bool overwrite, const options *o);
+
 #endif

@@ -280,26 +280,8 @@ static int abc_observe(options *o, MPI_Comm comm) {
   double *d = calloc(sim->n_local + 1, sizeof(double));
   int st = d ? CB_OK : CB_ERROR(CB_ERR_MEM, "out of memory");
   if (st == CB_OK) st = obs_load(sim, &ocfg, d);
-  h5file *h = NULL;
-  if (st == CB_OK) st = h5io_create(comm, out, overwrite, &h);
-  if (st == CB_OK) st = h5io_write_provenance(h, o);
-  if (st == CB_OK) st = h5io_attr_write_string(h, "/", "simulator", simname);
-  if (st == CB_OK) {
-    if (sim->is_field) {
-      st = h5io_write_field(h, ocfg.dataset, sim->field, d);
-    } else {
-      size_t dims[1] = {sim->n_data};
-      st = h5io_write_array(h, ocfg.dataset, 1, dims, d);
-    }
-  }
-  if (st == CB_OK) {
-    size_t dims[1] = {(size_t)sim->n_params};
-    st = h5io_write_array(h, "/theta_true", 1, dims, ocfg.theta);
-  }
   if (st == CB_OK)
-    st = h5io_commit(&h);
-  else
-    h5io_abort(&h);
+    st = simulator_write(sim, ocfg.theta, (uint64_t)ocfg.seed, d, out, ocfg.dataset, overwrite, o);
   if (st == CB_OK) log_info("abc observe: %s at the given parameters -> %s", simname, out);
   free(d);
   simulator_destroy(&sim);

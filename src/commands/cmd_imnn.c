@@ -1,5 +1,5 @@
-/* cmd_imnn: `cerberus imnn train | compress | fisher`, information maximising neural networks
- * (MODEL.md section 9).
+/* cmd_imnn: `cerberus imnn train | compress | fisher | simulate`, information maximising neural
+ * networks (MODEL.md section 9).
  *
  *   cerberus imnn train -simulator grf -front bandpower -n_s 1000 -n_d 500 -o NET [-overwrite]
  *       trains a network (src/lfi/imnn_train.c) on simulations spread over rank groups of
@@ -14,6 +14,10 @@
  *       identity front end, an n^3 field (/delta by default, with box_size) for the others.
  *   cerberus imnn fisher -simulator gaussian|grf [-theta a,b]
  *       the exact Fisher matrix of the simulator at theta (default its fiducial).
+ *   cerberus imnn simulate -simulator grf -theta 1,0.5 -seed 5 [-n_grid 32] -o FILE
+ *       one simulation at theta (default the fiducial) and seed, written as `compress -data`
+ *       reads it (simulator_write): /delta (a field, with box_size and n_grid) or /data (a
+ *       vector), /theta_true, the options and the code version.
  * Collective. */
 #include "cerberus/commands.h"
 #include "cerberus/groups.h"
@@ -329,6 +333,54 @@ static int fisher_run(options *o, MPI_Comm comm) {
   return CB_OK;
 }
 
+static int simulate_run(options *o, MPI_Comm comm) {
+  char name[64], out[4096], dset[256];
+  simulator_config scfg;
+  bool overwrite = false, set = false, have_dset = false;
+  long seed = 1;
+  double th[IMNN_MAX_PARAMS];
+  int n = 0;
+  CB_CALL(simulator_options(o, "grf", name, sizeof name, &scfg));
+  const simulator_type *type = NULL;
+  CB_CALL(simulator_lookup(name, &type));
+  CB_CALL(options_real_array(o, "-theta", "parameters (default: the simulator's fiducial)", th, &n,
+                             IMNN_MAX_PARAMS, &set));
+  CB_CALL(options_int(o, "-seed", "seed of the simulation", 1, &seed));
+  CB_CALL(options_string(o, "-dataset", "dataset (default /delta for fields, /data for vectors)",
+                         NULL, dset, sizeof dset, &have_dset));
+  CB_CALL(options_string(o, "-o", "output file (HDF5)", NULL, out, sizeof out, NULL));
+  CB_CALL(options_bool(o, "-overwrite", "replace an existing output", false, &overwrite));
+  CB_CALL(options_finish(o));
+  const int p = type->n_params;
+  CB_CHECK(out[0], CB_ERR_INPUT, "no output given (-o FILE)");
+  CB_CHECK(!set || n == p, CB_ERR_INPUT, "-theta: %d values given, simulator '%s' has %d", n, name,
+           p);
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
+  for (int a = 0; a < p; a++) {
+    if (!set) th[a] = type->fiducial[a];
+    CB_CHECK(isfinite(th[a]), CB_ERR_INPUT, "-theta: parameter %d (%s) is %g", a,
+             type->param_names[a], th[a]);
+  }
+  CB_CALL(h5io_check_output(comm, out, overwrite));
+  simulator *sim = NULL;
+  CB_CALL(simulator_create(comm, name, &scfg, &sim));
+  if (!have_dset) snprintf(dset, sizeof dset, "%s", sim->is_field ? "/delta" : "/data");
+  double *d = calloc(sim->n_local + 1, sizeof(double));
+  int st = d ? simulator_run(sim, th, (uint64_t)seed, d)
+             : CB_ERROR(CB_ERR_MEM, "out of memory for a simulation");
+  if (!st && !simulator_data_finite(sim, d))
+    st = CB_ERROR(CB_ERR_INPUT,
+                  "-theta: simulator '%s' gives data that are not finite there (parameters "
+                  "outside its range?)",
+                  name);
+  if (!st) st = simulator_write(sim, th, (uint64_t)seed, d, out, dset, overwrite, o);
+  if (!st) log_info("imnn simulate: %s, seed %ld -> %s:%s", name, seed, out, dset);
+  free(d);
+  simulator_destroy(&sim);
+  CB_CALL(st);
+  return CB_OK;
+}
+
 int cmd_imnn(int argc, char **argv, MPI_Comm comm) {
   const char *sub = argc > 0 ? argv[0] : "";
   int (*run)(options *, MPI_Comm) = NULL;
@@ -342,9 +394,13 @@ int cmd_imnn(int argc, char **argv, MPI_Comm comm) {
   } else if (!strcmp(sub, "fisher")) {
     run = fisher_run;
     summary = "the exact Fisher matrix of the gaussian and grf simulators";
+  } else if (!strcmp(sub, "simulate")) {
+    run = simulate_run;
+    summary = "one simulation at given parameters and seed, written to a file";
   }
-  CB_CHECK(run && argc == 1, CB_ERR_INPUT, "imnn needs one of train, compress, fisher (got '%s'%s)",
-           sub, argc > 1 ? " and more" : "");
+  CB_CHECK(run && argc == 1, CB_ERR_INPUT,
+           "imnn needs one of train, compress, fisher, simulate (got '%s'%s)", sub,
+           argc > 1 ? " and more" : "");
   char cmdname[64];
   snprintf(cmdname, sizeof cmdname, "imnn %s", sub);
   options *o = NULL;

@@ -28,9 +28,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *act_names[] = {"softplus", "relu", "tanh", "identity"};
+static const char *act_names[NPE_N_ACTIVATIONS] = {"softplus", "relu", "tanh", "identity",
+                                                   "square"};
 const char *npe_activation_name(int act) {
-  return (act >= 0 && act < 4) ? act_names[act] : "?";
+  return (act >= 0 && act < NPE_N_ACTIVATIONS) ? act_names[act] : "?";
 }
 
 static inline double act_f(int act, double z);
@@ -61,7 +62,7 @@ double npe_activate_deriv(int act, double z) {
 }
 
 int npe_activation_index(const char *name) {
-  for (int i = 0; i < 4; i++)
+  for (int i = 0; i < NPE_N_ACTIVATIONS; i++)
     if (!strcmp(name, act_names[i])) return i;
   return -1;
 }
@@ -105,7 +106,7 @@ int npe_config_check(const npe_config *cfg) {
     CB_CHECK(c->channels >= 1 && c->channels * (c->lmax + 1) * (c->lmax + 1) <= NPE_MAX_CHANNELS,
              CB_ERR_INPUT, "layer %d: channels must be 1 to %d (got %d)", l,
              NPE_MAX_CHANNELS / ((c->lmax + 1) * (c->lmax + 1)), c->channels);
-    CB_CHECK(c->activation >= 0 && c->activation <= 3, CB_ERR_INPUT,
+    CB_CHECK(c->activation >= 0 && c->activation < NPE_N_ACTIVATIONS, CB_ERR_INPUT,
              "layer %d: unknown activation %d", l, c->activation);
   }
   CB_CHECK(isfinite(cfg->eps) && cfg->eps >= 0, CB_ERR_INPUT,
@@ -226,6 +227,7 @@ static inline double act_f(int act, double z) {
   }
   case NPE_RELU: return z > 0 ? z : 0.0;
   case NPE_TANH: return tanh(z);
+  case NPE_SQUARE: return z * z;
   default: return z;
   }
 }
@@ -241,6 +243,7 @@ static inline double act_d(int act, double z) {
     double t = tanh(z);
     return 1.0 - t * t;
   }
+  case NPE_SQUARE: return 2.0 * z;
   default: return 1.0;
   }
 }

@@ -35,6 +35,10 @@ static const char *front_names[] = {"identity", "bandpower", "conv"};
 const char *imnn_front_name(int front) {
   return front >= 0 && front < 3 ? front_names[front] : "?";
 }
+static const char *bp_scale_names[] = {"log", "linear"};
+const char *imnn_bp_scale_name(int scale) {
+  return scale >= 0 && scale < 2 ? bp_scale_names[scale] : "?";
+}
 
 /* ---------------------------------------------------------------- architecture */
 
@@ -54,8 +58,8 @@ int imnn_arch_check(const imnn_arch *a) {
   for (int l = 0; l < a->n_hidden; l++) {
     CB_CHECK(a->width[l] >= 1 && a->width[l] <= IMNN_MAX_WIDTH, CB_ERR_INPUT,
              "-hidden: layer %d width must be 1 to %d (got %d)", l, IMNN_MAX_WIDTH, a->width[l]);
-    CB_CHECK(a->act[l] >= 0 && a->act[l] <= 3, CB_ERR_INPUT, "-hidden: layer %d activation %d", l,
-             a->act[l]);
+    CB_CHECK(a->act[l] >= 0 && a->act[l] < NPE_N_ACTIVATIONS, CB_ERR_INPUT,
+             "-hidden: layer %d activation %d", l, a->act[l]);
   }
   if (a->front == IMNN_FRONT_IDENTITY) {
     CB_CHECK(a->n_input >= 1 && a->n_input <= 1000000, CB_ERR_INPUT,
@@ -68,6 +72,9 @@ int imnn_arch_check(const imnn_arch *a) {
              "%s front end: box size must be positive (got %g)", imnn_front_name(a->front),
              a->box_size);
   }
+  if (a->front == IMNN_FRONT_BANDPOWER)
+    CB_CHECK(a->bp_scale == IMNN_BP_LOG || a->bp_scale == IMNN_BP_LINEAR, CB_ERR_INPUT,
+             "band-power scale %d (log or linear)", a->bp_scale);
   if (a->front == IMNN_FRONT_CONV) {
     CB_CALL(npe_config_check(&a->conv));
     CB_CHECK(a->conv.linear_input, CB_ERR_INTERNAL, "conv front end without linear input");
@@ -111,8 +118,8 @@ void imnn_arch_describe(const imnn_arch *a, char *buf, size_t n) {
   if (a->front == IMNN_FRONT_IDENTITY)
     k += (size_t)snprintf(buf, n, "identity (%ld)", a->n_input);
   else if (a->front == IMNN_FRONT_BANDPOWER)
-    k +=
-        (size_t)snprintf(buf, n, "bandpower (%ld^3, %d bins)", a->n_input, imnn_arch_n_features(a));
+    k += (size_t)snprintf(buf, n, "bandpower (%ld^3, %d bins, %s)", a->n_input,
+                          imnn_arch_n_features(a), a->bp_scale == IMNN_BP_LINEAR ? "P" : "ln P");
   else {
     k += (size_t)snprintf(buf, n, "conv (%ld^3: ", a->n_input);
     for (int l = 0; l < a->conv.n_layers && k < n; l++) {
@@ -131,6 +138,9 @@ int imnn_arch_from_options(options *o, imnn_arch *a) {
   char spec[1024];
   CB_CALL(options_choice(o, "-front", "front end: data vector, band powers or convolutions",
                          IMNN_FRONT_CHOICES, "identity", &a->front));
+  CB_CALL(options_choice(o, "-bandpower_scale",
+                         "band-power front end: features ln P (log) or P (linear)",
+                         IMNN_BP_SCALE_CHOICES, "log", &a->bp_scale));
   CB_CALL(options_string(o, "-hidden",
                          "hidden dense layers, comma-separated width:activation (none: linear)",
                          "32:softplus,32:softplus", spec, sizeof spec, NULL));
@@ -477,6 +487,12 @@ int imnn_net_features(imnn_net *net, const double *w, const double *data, double
     CB_CALL(power_measure(net->pw, data));
     for (int i = 0; i < net->n_feat; i++) {
       double P = net->pw->pk[net->bin_of_feat[i]];
+      if (a->bp_scale == IMNN_BP_LINEAR) {
+        CB_CHECK(isfinite(P), CB_ERR_NUMERIC, "band power %d (k = %g h/Mpc) is %g", i,
+                 net->pw->k_mean[net->bin_of_feat[i]], P);
+        feat[i] = P;
+        continue;
+      }
       CB_CHECK(P > 0 && isfinite(P), CB_ERR_NUMERIC,
                "band power %d (k = %g h/Mpc) is %g: its logarithm is not finite", i,
                net->pw->k_mean[net->bin_of_feat[i]], P);
@@ -729,6 +745,8 @@ int imnn_model_write(MPI_Comm comm, const char *path, bool overwrite, const imnn
   TRY(h5io_attr_write_string(h, "/", "front", imnn_front_name(a->front)));
   TRY(h5io_attr_write_long(h, "/", "n_input", a->n_input));
   TRY(h5io_attr_write_double(h, "/", "box_size", a->box_size));
+  if (a->front == IMNN_FRONT_BANDPOWER)
+    TRY(h5io_attr_write_string(h, "/", "bandpower_scale", imnn_bp_scale_name(a->bp_scale)));
   TRY(h5io_attr_write_long(h, "/", "n_params", a->n_params));
   TRY(h5io_attr_write_long(h, "/", "n_hidden", a->n_hidden));
   TRY(h5io_attr_write_long(h, "/", "n_weights", (long)nw));
@@ -819,6 +837,18 @@ int imnn_model_read(MPI_Comm comm, const char *path, long n_input, imnn_model **
   }
   TRY(h5io_attr_read_long(h, "/", "n_input", &a.n_input));
   TRY(h5io_attr_read_double(h, "/", "box_size", &a.box_size));
+  a.bp_scale = IMNN_BP_LOG; /* files written before the choice existed hold ln P */
+  if (a.front == IMNN_FRONT_BANDPOWER && h5io_attr_exists(h, "/", "bandpower_scale")) {
+    TRY(h5io_attr_read_string(h, "/", "bandpower_scale", buf, sizeof buf));
+    a.bp_scale = -1;
+    for (int i = 0; i < 2; i++)
+      if (!strcmp(buf, imnn_bp_scale_name(i))) a.bp_scale = i;
+    if (a.bp_scale < 0) {
+      st = CB_ERROR(CB_ERR_INPUT, "network '%s': unknown bandpower_scale '%s' (log or linear)",
+                    path, buf);
+      goto fail;
+    }
+  }
   TRY(h5io_attr_read_long(h, "/", "n_params", &x));
   a.n_params = (int)x;
   TRY(h5io_attr_read_long(h, "/", "n_hidden", &x));

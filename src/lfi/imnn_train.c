@@ -25,9 +25,11 @@ typedef struct simset {
   int N_fid, N_pairs;    /* the whole set */
   int f0, j0;            /* the view's first fiducial simulation and first pair */
   uint64_t key0;
-  double *feat; /* n x n_feat: cached features (identity, bandpower) */
-  double *x;    /* n x p: summaries */
-  double *gx;   /* n x p: d loss / d x */
+  double *feat;    /* n x n_feat: cached features (identity, bandpower; conv: at the start) */
+  double **fields; /* conv: the whole set's fields (local slabs) this rank has kept, or NULL */
+  bool store;      /* a view whose blocks own the simulations they run: keep their fields */
+  double *x;       /* n x p: summaries */
+  double *gx;      /* n x p: d loss / d x */
 } simset;
 
 typedef struct trainer {
@@ -40,6 +42,7 @@ typedef struct trainer {
   size_t nw;
   bool cached;
   double *data; /* one simulation's local data */
+  long n_kept;  /* conv: fields kept on this rank */
   double *rows; /* gather buffer, max over uses */
   size_t rows_len;
   double *featv, *dfeat;
@@ -56,10 +59,27 @@ static int set_alloc(trainer *t, simset *s, int n_fid, int n_pairs, uint64_t key
   s->x = calloc((size_t)s->n * (size_t)t->p, sizeof(double));
   s->gx = calloc((size_t)s->n * (size_t)t->p, sizeof(double));
   CB_CHECK(s->feat && s->x && s->gx, CB_ERR_MEM, "out of memory for a set of %d simulations", s->n);
+  if (!t->cached) {
+    s->fields = calloc((size_t)s->n, sizeof(double *));
+    CB_CHECK(s->fields, CB_ERR_MEM, "out of memory for a set of %d simulations", s->n);
+  }
   return CB_OK;
 }
 
+/* Forget the kept fields (a renewed training set). */
+static void set_forget(trainer *t, simset *s) {
+  for (int i = 0; s->fields && i < s->n; i++)
+    if (s->fields[i]) {
+      free(s->fields[i]);
+      s->fields[i] = NULL;
+      t->n_kept--;
+    }
+}
+
 static void set_free(simset *s) {
+  if (s->fields)
+    for (int i = 0; i < s->n; i++) free(s->fields[i]);
+  free(s->fields);
   free(s->feat);
   free(s->x);
   free(s->gx);
@@ -108,18 +128,43 @@ static int run_sim(trainer *t, const double *theta, uint64_t seed) {
   return CB_OK;
 }
 
-/* Features of simulation i into out (from the cache, or by running it). */
-static int sim_features(trainer *t, simset *s, int i, const double *w, double *out) {
-  if (t->cached) {
-    memcpy(out, s->feat + (size_t)set_global(t, s, i) * t->n_feat,
-           sizeof(double) * (size_t)t->n_feat);
+/* The data of simulation i of a view: its kept field, or a run (kept if the view stores and
+ * the set keeps fields). */
+static int sim_data(trainer *t, simset *s, int i, const double **out) {
+  const int g = set_global(t, s, i);
+  if (s->fields && s->fields[g]) {
+    *out = s->fields[g];
     return CB_OK;
   }
   double theta[IMNN_MAX_PARAMS];
   uint64_t seed;
   set_point(t, s, i, theta, &seed);
   CB_CALL(run_sim(t, theta, seed));
-  CB_CALL(imnn_net_features(t->net, w, t->data, out));
+  *out = t->data;
+  if (s->fields && s->store) {
+    const size_t nl = t->sim->n_local;
+    double *keep = malloc(sizeof(double) * (nl ? nl : 1));
+    CB_CHECK(keep, CB_ERR_MEM,
+             "out of memory keeping simulated fields (%ld kept on this rank): use fewer "
+             "simulations",
+             t->n_kept);
+    memcpy(keep, t->data, sizeof(double) * nl);
+    s->fields[g] = keep;
+    t->n_kept++;
+  }
+  return CB_OK;
+}
+
+/* Features of simulation i into out (from the cache, or through the front end). */
+static int sim_features(trainer *t, simset *s, int i, const double *w, double *out) {
+  if (t->cached) {
+    memcpy(out, s->feat + (size_t)set_global(t, s, i) * t->n_feat,
+           sizeof(double) * (size_t)t->n_feat);
+    return CB_OK;
+  }
+  const double *d;
+  CB_CALL(sim_data(t, s, i, &d));
+  CB_CALL(imnn_net_features(t->net, w, d, out));
   return CB_OK;
 }
 
@@ -153,24 +198,20 @@ static int gather_rows(trainer *t, simset *s, size_t len, row_fn fn, double *out
 }
 
 static int row_features(trainer *t, simset *s, int i, double *row) {
-  double theta[IMNN_MAX_PARAMS];
-  uint64_t seed;
-  set_point(t, s, i, theta, &seed);
-  CB_CALL(run_sim(t, theta, seed));
-  CB_CALL(imnn_net_features(t->net, t->m->w, t->data, row));
+  const double *d;
+  CB_CALL(sim_data(t, s, i, &d));
+  CB_CALL(imnn_net_features(t->net, t->m->w, d, row));
   return CB_OK;
 }
 
 static int row_field_moments(trainer *t, simset *s, int i, double *row) {
-  double theta[IMNN_MAX_PARAMS];
-  uint64_t seed;
-  set_point(t, s, i, theta, &seed);
-  CB_CALL(run_sim(t, theta, seed));
+  const double *d;
+  CB_CALL(sim_data(t, s, i, &d));
   field *f = t->sim->field;
   double s1 = 0, s2 = 0;
   for (ptrdiff_t v = 0; v < f->n_real_local; v++) {
-    s1 += t->data[v];
-    s2 += t->data[v] * t->data[v];
+    s1 += d[v];
+    s2 += d[v] * d[v];
   }
   row[0] = field_allreduce_sum(f, s1);
   row[1] = field_allreduce_sum(f, s2);
@@ -259,13 +300,13 @@ static int set_scaling(trainer *t, simset *s) {
     double mu = s1 / nv, var = s2 / nv - mu * mu;
     m->shift[0] = mu;
     m->scale[0] = var > 0 ? sqrt(var) : 1.0;
-    /* the pooled features at the initial weights, standardised over the fiducial set */
+    /* the pooled features at the initial weights, standardised over the fiducial simulations;
+     * a linear head's start needs those of the whole set */
     CB_CALL(imnn_net_set_scaling(t->net, m->shift, m->scale));
     const int nf = t->n_feat;
-    double *fe = calloc((size_t)fid.n * nf, sizeof(double));
-    CB_CHECK(fe, CB_ERR_MEM, "out of memory for the pooled features");
-    st = gather_rows(t, &fid, (size_t)nf, row_features, fe);
-    for (int k = 0; !st && k < nf; k++) {
+    const double *fe = s->feat;
+    CB_CALL(gather_rows(t, m->arch.n_hidden == 0 ? s : &fid, (size_t)nf, row_features, s->feat));
+    for (int k = 0; k < nf; k++) {
       double fm = 0, fv = 0;
       for (int i = 0; i < fid.n; i++) fm += fe[(size_t)i * nf + k] / fid.n;
       for (int i = 0; i < fid.n; i++)
@@ -273,23 +314,23 @@ static int set_scaling(trainer *t, simset *s) {
       m->shift[1 + k] = fm;
       m->scale[1 + k] = fv > 0 && isfinite(fv) ? sqrt(fv) : 1.0;
     }
-    free(fe);
-    CB_CALL(st);
   }
   CB_CALL(imnn_net_set_scaling(t->net, m->shift, m->scale));
   return CB_OK;
 }
 
-/* A linear head (no hidden layer) on cached features starts from the best linear compression
- * of the training set (MOPED: W = M^-1 D C^-1 with D the features' finite-difference mean
- * derivatives, C their fiducial covariance and F = D C^-1 D^T = M M^T, so that the summaries
- * have unit covariance; b = -W mean): Adam then only refines it. Plain Adam from random weights
- * creeps towards this optimum (0.974 of the exact det F on the 32^3 grf after 100 epochs, its
- * training det F flat). Left at the random weights (with a line) if C or F is singular. */
+/* A linear head (no hidden layer) starts from the best linear compression of the training set's
+ * features (for conv, at the initial convolution weights) (MOPED: W = M^-1 D C^-1 with D the
+ * features' finite-difference mean derivatives, C their fiducial covariance and F = D C^-1 D^T = M
+ * M^T, so that the summaries have unit covariance; b = -W mean): Adam then only refines it. Plain
+ * Adam from random weights creeps towards this optimum (0.974 of the exact det F on the 32^3 grf
+ * after 100 epochs, its training det F flat). Left at the random weights (with a line) if C or F is
+ * singular. */
 static int linear_init(trainer *t, simset *s) {
   const imnn_model *m = t->m;
   const int nf = t->n_feat, p = t->p, nfid = s->N_fid, np = s->N_pairs;
-  if (m->arch.n_hidden != 0 || !t->cached) return CB_OK;
+  const int o = m->arch.front == IMNN_FRONT_CONV; /* conv: scale entry 0 is the field's */
+  if (m->arch.n_hidden != 0) return CB_OK;
   double *mean = calloc((size_t)nf, sizeof(double)), *C = calloc((size_t)nf * nf, sizeof(double));
   double *Y = calloc((size_t)nf * p, sizeof(double)), *z = calloc((size_t)nf, sizeof(double));
   int st = CB_OK;
@@ -297,7 +338,7 @@ static int linear_init(trainer *t, simset *s) {
     st = CB_ERROR(CB_ERR_MEM, "out of memory for the linear initialisation");
     goto done;
   }
-#define FEAT(i, k) ((s->feat[(size_t)(i)*nf + (k)] - m->shift[k]) / m->scale[k])
+#define FEAT(i, k) ((s->feat[(size_t)(i)*nf + (k)] - m->shift[o + (k)]) / m->scale[o + (k)])
   for (int i = 0; i < nfid; i++)
     for (int k = 0; k < nf; k++) mean[k] += FEAT(i, k) / nfid;
   for (int i = 0; i < nfid; i++) {
@@ -349,7 +390,7 @@ static int linear_init(trainer *t, simset *s) {
     goto done;
   }
   /* W (p x nf) = M^-1 Y^T, M lower triangular (forward substitution); b = -W mean */
-  double *W = t->m->w, *bias = W + (size_t)p * nf;
+  double *W = t->m->w + t->nw - (size_t)p * (nf + 1), *bias = W + (size_t)p * nf; /* the head */
   for (int a = 0; a < p; a++)
     for (int k = 0; k < nf; k++) {
       double v = Y[k * p + a];
@@ -391,6 +432,9 @@ static int train_run(trainer *t, imnn_train_result *res) {
   if ((st = (x))) goto done
   TRY(set_alloc(t, &tr, cfg->n_s, cfg->n_d, 0));
   TRY(set_alloc(t, &va, cfg->n_val, cfg->n_d_val, key_val));
+  const int nbatch = cfg->n_batches > 0 ? cfg->n_batches : 1;
+  tr.store = nbatch == 1; /* the whole set's blocks are the batch's */
+  va.store = true;
   grad = calloc(t->nw, sizeof(double));
   best_w = calloc(t->nw, sizeof(double));
   res->history = calloc((size_t)cfg->max_epochs * IMNN_HISTORY_COLS, sizeof(double));
@@ -408,17 +452,18 @@ static int train_run(trainer *t, imnn_train_result *res) {
   TRY(set_prepare(t, &va));
   double best = -INFINITY, te0 = log_elapsed(), n_eval = 0;
   int since = 0;
-  const int nbatch = cfg->n_batches > 0 ? cfg->n_batches : 1;
   res->best_epoch = -1;
   imnn_stats stt = m->stats, stv = m->stats;
   for (int e = 0; e < cfg->max_epochs; e++) {
     if (cfg->renew_every > 0 && e > 0 && e % cfg->renew_every == 0) {
       tr.key0 = (uint64_t)(e / cfg->renew_every) << 32;
+      set_forget(t, &tr);
       TRY(set_prepare(t, &tr));
     }
     imnn_loss Lt = {0}, Lv;
     for (int b = 0; b < nbatch; b++) { /* one Adam step a batch */
       simset v = set_batch(&tr, b, nbatch, p);
+      v.store = true; /* each simulation of the set is in one batch: kept by its owner there */
       imnn_loss Lb;
       TRY(set_forward(t, &v));
       TRY(set_stats(t, &v, &stt, &Lb, true));
@@ -446,6 +491,12 @@ static int train_run(trainer *t, imnn_train_result *res) {
     h[5] = Lt.reg;
     h[6] = Lt.L2;
     res->n_epochs = e + 1;
+    if (e == 0 && !t->cached) { /* the memory of the kept fields */
+      double kept[2] = {(double)t->n_kept, (double)t->n_kept * sizeof(double) * t->sim->n_local};
+      TRY(groups_allreduce_sum(t->g, kept, 2));
+      log_info("imnn train: %.0f simulated fields kept in memory, %.2f GiB over all ranks",
+               kept[0] / t->g->group_size, kept[1] / (1024.0 * 1024.0 * 1024.0));
+    }
     if (stv.ln_det_F > best) {
       best = stv.ln_det_F;
       memcpy(best_w, m->w, sizeof(double) * t->nw);

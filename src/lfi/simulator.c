@@ -25,6 +25,7 @@
 #include "cerberus/simulator.h"
 
 #include "cerberus/forward.h"
+#include "cerberus/h5io.h"
 #include "cerberus/ic.h"
 #include "cerberus/status.h"
 
@@ -218,57 +219,50 @@ static int grf_run(simulator *sim, const double *theta, uint64_t seed, double *d
   return CB_OK;
 }
 
-/* d(k) of the data into s->dk. Collective. */
-static int grf_transform(simulator *sim, const double *data) {
+/* Sums over the modes k != 0 of the data's transform d(k), each with its hermitian weight w
+ * (so over the full grid), with chi = |d(k)|^2 / (N^3 P(k) / V) at theta: out[0] = sum w chi,
+ * out[1] = sum w ln P, out[2] = sum w, out[3] = sum w (chi - 1) ln k; reduced over the ranks.
+ * Collective. */
+static int grf_mode_sums(simulator *sim, const double *theta, const double *data, double out[4]) {
   grf_state *s = sim->state;
-  CB_CALL(field_r2c(s->f, data, s->dk));
+  field *f = s->f;
+  CB_CALL(field_r2c(f, data, s->dk));
+  const double nn = (double)f->n, cell = f->L / nn, V = cell * cell * cell;
+  const double lnA = log(theta[0]), B = theta[1], n3_over_v = nn * nn * nn / V;
+  const ptrdiff_t nc = f->nc;
+  for (int i = 0; i < 4; i++) out[i] = 0.0;
+  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) {
+    int m2 = s->m2[m];
+    if (m2 == 0) continue;
+    double w = field_hermitian_weight(f, m % nc);
+    double lnP = lnA - B * s->lnk[m2];
+    double d2 = creal(s->dk[m]) * creal(s->dk[m]) + cimag(s->dk[m]) * cimag(s->dk[m]);
+    double chi = d2 * exp(-lnP) / n3_over_v;
+    out[0] += w * chi;
+    out[1] += w * lnP;
+    out[2] += w;
+    out[3] += w * (chi - 1.0) * s->lnk[m2];
+  }
+  field_allreduce_sum_n(f, out, 4);
   return CB_OK;
 }
 
 static int grf_loglike(simulator *sim, const double *theta, const double *data, double *lnL) {
-  grf_state *s = sim->state;
-  field *f = s->f;
   if (!grf_valid(theta)) {
     *lnL = -INFINITY;
     return CB_OK;
   }
-  CB_CALL(grf_transform(sim, data));
-  const double nn = (double)f->n, cell = f->L / nn, V = cell * cell * cell;
-  const double lnA = log(theta[0]), B = theta[1], n3_over_v = nn * nn * nn / V;
-  const ptrdiff_t nc = f->nc;
-  double sum = 0.0;
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) {
-    int m2 = s->m2[m];
-    if (m2 == 0) continue;
-    double w = field_hermitian_weight(f, m % nc);
-    double lnP = lnA - B * s->lnk[m2];
-    double d2 = creal(s->dk[m]) * creal(s->dk[m]) + cimag(s->dk[m]) * cimag(s->dk[m]);
-    sum += w * (d2 * exp(-lnP) / n3_over_v + lnP);
-  }
-  *lnL = -0.5 * field_allreduce_sum(f, sum);
+  double t[4];
+  CB_CALL(grf_mode_sums(sim, theta, data, t));
+  *lnL = -0.5 * (t[0] + t[1]);
   return CB_OK;
 }
 
 static int grf_score(simulator *sim, const double *theta, const double *data, double *score) {
-  grf_state *s = sim->state;
-  field *f = s->f;
-  CB_CALL(grf_transform(sim, data));
-  const double nn = (double)f->n, cell = f->L / nn, V = cell * cell * cell;
-  const double lnA = log(theta[0]), B = theta[1], n3_over_v = nn * nn * nn / V;
-  const ptrdiff_t nc = f->nc;
-  double sa = 0.0, sb = 0.0;
-  for (ptrdiff_t m = 0; m < f->n_complex_local; m++) {
-    int m2 = s->m2[m];
-    if (m2 == 0) continue;
-    double w = field_hermitian_weight(f, m % nc);
-    double lnP = lnA - B * s->lnk[m2];
-    double d2 = creal(s->dk[m]) * creal(s->dk[m]) + cimag(s->dk[m]) * cimag(s->dk[m]);
-    double r = w * (d2 * exp(-lnP) / n3_over_v - 1.0);
-    sa += r;
-    sb -= r * s->lnk[m2];
-  }
-  score[0] = 0.5 * field_allreduce_sum(f, sa) / theta[0];
-  score[1] = 0.5 * field_allreduce_sum(f, sb);
+  double t[4];
+  CB_CALL(grf_mode_sums(sim, theta, data, t));
+  score[0] = 0.5 * (t[0] - t[2]) / theta[0]; /* d ln P / dA = 1 / A */
+  score[1] = -0.5 * t[3];                    /* d ln P / dB = -ln k */
   return CB_OK;
 }
 
@@ -537,4 +531,28 @@ bool simulator_data_finite(simulator *sim, const double *data) {
     }
   if (sim->is_field && sim->field) bad = field_allreduce_sum(sim->field, bad);
   return bad == 0.0;
+}
+
+int simulator_write(simulator *sim, const double *theta, uint64_t seed, const double *data,
+                    const char *path, const char *dataset, bool overwrite, const options *o) {
+  h5file *h = NULL;
+  CB_CALL(h5io_create(sim->comm, path, overwrite, &h));
+  int st = CB_OK;
+  size_t np = (size_t)sim->n_params;
+  if (o) st = h5io_write_provenance(h, o);
+  if (!st) st = h5io_attr_write_string(h, "/", "simulator", sim->type->name);
+  if (!st) st = h5io_attr_write_long(h, "/", "seed", (long)seed);
+  if (!st) st = h5io_write_array(h, "/theta_true", 1, &np, theta);
+  if (!st && sim->is_field) {
+    st = h5io_write_grid_attrs(h, sim->field);
+    if (!st) st = h5io_write_field(h, dataset, sim->field, data);
+  } else if (!st) {
+    st = h5io_write_array(h, dataset, 1, &sim->n_data, data);
+  }
+  if (st) {
+    h5io_abort(&h);
+    return st;
+  }
+  CB_CALL(h5io_commit(&h));
+  return CB_OK;
 }
