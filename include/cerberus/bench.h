@@ -44,7 +44,8 @@ MPI_Comm bench_first_ranks(MPI_Comm comm, int count);
  * count being timed) wait asleep, so that their cores are idle. Collective. */
 int bench_agreed(MPI_Comm comm, int st, bool member);
 
-/* Rank 0 prints header and row (each a line, no trailing newline needed). Collective. */
+/* Rank 0 prints header (unless NULL: a further row) and row (each a line, no trailing newline
+ * needed). Collective. */
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
 /* The benchmarks. Collective. */
@@ -56,5 +57,6 @@ int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench/b
 int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench/bench_memory.c) */
 int bench_abc(MPI_Comm comm, options *o); /* ABC simulations per second on groups (bench_abc.c) */
 int bench_hmc(MPI_Comm comm, options *o); /* the samplers' ESS (src/bench/bench_hmc.c) */
+int bench_heldout(MPI_Comm comm, options *o); /* held-out ln L gain (bench_heldout.c) */
 
 #endif

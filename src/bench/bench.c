@@ -81,6 +81,7 @@ void bench_print_csv(MPI_Comm comm, const char *header, const char *row) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   if (rank != 0) return;
-  printf("%s\n%s\n", header, row);
+  if (header) printf("%s\n", header);
+  printf("%s\n", row);
   fflush(stdout);
 }
