@@ -27,6 +27,11 @@ double bench_clock_start(MPI_Comm comm);
 /* Seconds since t0, the maximum over the ranks (the slowest rank sets the pace). Collective. */
 double bench_clock_stop(MPI_Comm comm, double t0);
 
+/* CPU seconds (user + system, getrusage) the processes of comm have spent so far, summed over
+ * the ranks: on a shared machine the load-independent cost (2 ranks busy for 10 minutes make
+ * 1200). Collective. */
+double bench_cpu_seconds(MPI_Comm comm);
+
 /* -scaling, for the benchmarks that measure several rank counts in one run: rows for the first
  * 1, 2, 4, ... ranks (sub-communicators) as well as for all of them, the rounds interleaving
  * the rank counts, so that the speed-up between two rows is measured under the same

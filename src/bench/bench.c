@@ -6,6 +6,7 @@
 #include "cerberus/status.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <time.h>
 
 int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) {
@@ -75,6 +76,16 @@ double bench_clock_stop(MPI_Comm comm, double t0) {
   double dt = MPI_Wtime() - t0, max = 0;
   MPI_Allreduce(&dt, &max, 1, MPI_DOUBLE, MPI_MAX, comm);
   return max;
+}
+
+double bench_cpu_seconds(MPI_Comm comm) {
+  struct rusage ru;
+  double t = 0, sum = 0;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    t = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+        (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+  MPI_Allreduce(&t, &sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return sum;
 }
 
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row) {
