@@ -215,7 +215,7 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
     return CB_ERROR(code, "%s", msg);
   }
   MPI_Allreduce(MPI_IN_PLACE, m->mean, (int)m->nm, MPI_DOUBLE, MPI_SUM, f->comm);
-  MPI_Allreduce(&ln_l, &m->ln_l, 1, MPI_DOUBLE, MPI_SUM, f->comm);
+  m->ln_l = field_allreduce_sum(f, ln_l);
   const double nvox = (double)n * (double)n * (double)n;
   for (size_t b = 0; b < m->nm; b++) m->mean[b] /= nvox;
   *out = cat;
