@@ -59,14 +59,18 @@ static const double *gather(const double *x, int q, int K, long S, long n, doubl
 
 /* R-hat of draws [0, n): of lp, the largest over the binned mass function, and (w not NULL) the
  * largest over the weights (w[chain][draw][weight], stride S per chain). */
-static void rhats(const double *x, const double *w, int K, long S, long n, size_t d, double *rlp,
-                  double *rmf, double *wmax, double *buf) {
+static int rhats(const double *x, const double *w, int K, long S, long n, size_t d, double *rlp,
+                 double *rmf, double *wmax, double *buf) {
+  int worst = 0; /* the mass-function value with the largest R-hat */
   *rlp = diagnose_rhat((size_t)K, (size_t)n, gather(x, 0, K, S, n, buf));
   *rmf = 0;
   *wmax = NAN;
   for (int q = 1; q < NQ; q++) {
     double r = diagnose_rhat((size_t)K, (size_t)n, gather(x, q, K, S, n, buf));
-    if (!(r <= *rmf)) *rmf = r;
+    if (!(r <= *rmf)) {
+      *rmf = r;
+      worst = q - 1;
+    }
   }
   for (size_t j = 0; w && j < d; j++) {
     for (int c = 0; c < K; c++)
@@ -75,6 +79,7 @@ static void rhats(const double *x, const double *w, int K, long S, long n, size_
     double r = diagnose_rhat((size_t)K, (size_t)n, buf);
     if (!(r <= *wmax)) *wmax = r;
   }
+  return worst;
 }
 
 typedef struct hmc_run {
@@ -153,13 +158,14 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
     n = t + 1 - W;
     if (t_rhat < 0 && n >= 20 && n % R->rhat_every == 0) {
       double rlp, rmf, rw;
-      rhats(x, NULL, K, S, n, d, &rlp, &rmf, &rw, buf);
+      const int q = rhats(x, NULL, K, S, n, d, &rlp, &rmf, &rw, buf);
       const double wall = MPI_Wtime() - t0, cpu = bench_cpu_seconds(comm) - c0;
       long g = 0;
       for (int c = 0; c < K; c++) g += hmc_n_grad(h[c]);
       log_info("bench hmc %s: %ld draws a chain, %ld gradients, %.0f s (%.0f CPU s): R-hat lp "
-               "%.4f, mass function %.4f",
-               name, n, g, wall, cpu, rlp, rmf);
+               "%.4f, mass function %.4f (density bin %d, M = %.3g)",
+               name, n, g, wall, cpu, rlp, rmf, q / POSTERIOR_MF_MASSES,
+               posterior_mf_masses(post)[q % POSTERIOR_MF_MASSES]);
       if (rlp < BENCH_HMC_RHAT && rmf < BENCH_HMC_RHAT) {
         t_rhat = wall;
         cpu_rhat = cpu;
