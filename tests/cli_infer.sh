@@ -155,13 +155,16 @@ PYEOF
 
 # ---- cerberus bench hmc: one CSV row per variant with finite ESS figures
 run "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -chains 2 -warmup 10 -samples 20 \
-  -variants diag,mams -quiet
+  -variants diag,mams -rhat_every 20 -quiet
 $PY - <<'PYEOF' || fail=1
 import csv, math, sys
 rows = list(csv.DictReader(open("out.txt")))
 ok = [r["variant"] for r in rows] == ["diag", "mams"] and all(
     int(r["grads"]) > 0 and math.isfinite(float(r["ess_lp"])) and float(r["ess_mf_min"]) > 0
-    for r in rows)
+    and float(r["cpu_seconds"]) > 0 and float(r["map_seconds"]) > 0 and int(r["samples"]) == 20
+    and (int(r["draws_to_rhat"]) == -1 or int(r["draws_to_rhat"]) == 20)
+    and (float(r["seconds_to_rhat"]) == -1) == (int(r["grads_to_rhat"]) == -1)
+    and float(r["rhat_lp"]) > 0.9 and float(r["rhat_weights_max"]) > 0.9 for r in rows)
 if not ok: print("FAIL: bench hmc rows:", rows); sys.exit(1)
 PYEOF
 
@@ -174,4 +177,5 @@ bad "option -seed differs" "" "$EXE" infer $O -chains 2 -o k.h5 -resume -seed 9
 bad "-start file needs -weights" bs.h5 "$EXE" infer $O -start file -o bs.h5
 bad "no-such.h5" "" "$EXE" diagnose no-such.h5
 bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
+bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0
 exit $fail

@@ -221,50 +221,40 @@ static double check_moments(const char *what, gauss *g, const run *r, long n, do
   return ess_min;
 }
 
+/* Every variant on target g from q0 (seeds seed0 + v): moments within 5 MCSE, ESS >= min_ess. */
+static void statistics_of(MPI_Comm comm, gauss *g, const char *label, const double *q0,
+                          unsigned long seed0, long warmup, int n_steps, long n, double min_ess) {
+  for (size_t v = 0; v < N_VARIANTS; v++) {
+    hmc_config c;
+    config_of(&variants[v], &c, seed0 + v);
+    c.n_warmup = warmup;
+    c.n_steps = n_steps;
+    run r = {0};
+    char what[96];
+    snprintf(what, sizeof what, "%s %s", label, variants[v].name);
+    TEST_STATUS(run_chain(comm, g, &c, q0, n, &r), CB_OK, what);
+    double e = check_moments(what, g, &r, n, 5.0, min_ess, true);
+    if (verbose)
+      printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
+             r.n_grad, 1000 * e / (double)r.n_grad, (double)r.n_acc / (double)n, r.eps);
+    free(r.draws);
+  }
+}
+
 static void test_statistics(void) {
   MPI_Comm self = MPI_COMM_SELF;
   /* 2-D correlated Gaussian. */
   gauss g2;
   gauss_init_2d(&g2, self);
   double q2[2] = {-1.1, 0.9};
-  for (size_t v = 0; v < N_VARIANTS; v++) {
-    hmc_config c;
-    config_of(&variants[v], &c, 101 + v);
-    c.n_warmup = 500;
-    c.n_steps = 8;
-    long n = 3000;
-    run r = {0};
-    char what[96];
-    snprintf(what, sizeof what, "2-D %s", variants[v].name);
-    TEST_STATUS(run_chain(self, &g2, &c, q2, n, &r), CB_OK, what);
-    double e = check_moments(what, &g2, &r, n, 5.0, 200, true);
-    if (verbose)
-      printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
-             r.n_grad, 1000 * e / (double)r.n_grad, (double)r.n_acc / (double)n, r.eps);
-    free(r.draws);
-  }
+  statistics_of(self, &g2, "2-D", q2, 101, 500, 8, 3000, 200);
   gauss_free(&g2);
 
   /* 50-D, condition number 1e4 (sd 0.1 to 10) along the axes. */
   gauss g50;
   gauss_init(&g50, self, 50, 1e-2, 1e2, false, 7);
   double *q50 = calloc(50, sizeof(double));
-  for (size_t v = 0; v < N_VARIANTS; v++) {
-    hmc_config c;
-    config_of(&variants[v], &c, 201 + v);
-    c.n_warmup = 1000;
-    c.n_steps = 16;
-    long n = 1500;
-    run r = {0};
-    char what[96];
-    snprintf(what, sizeof what, "50-D %s", variants[v].name);
-    TEST_STATUS(run_chain(self, &g50, &c, q50, n, &r), CB_OK, what);
-    double e = check_moments(what, &g50, &r, n, 5.0, 100, true);
-    if (verbose)
-      printf("%-22s ESS %7.1f grads %7ld ESS/1000 grad %7.2f acc %.2f eps %.3g\n", what, e,
-             r.n_grad, 1000 * e / (double)r.n_grad, (double)r.n_acc / (double)n, r.eps);
-    free(r.draws);
-  }
+  statistics_of(self, &g50, "50-D", q50, 201, 1000, 16, 1500, 100);
   gauss_free(&g50);
 
   /* The same spectrum rotated: a diagonal mass matrix cannot undo the rotation, BFGS can. */

@@ -26,34 +26,10 @@
 
 static const double BOX = 97.3;
 
-/* A deterministic uniform in [0, 1) from two integers. */
-static double hash01(unsigned long a, unsigned long b) {
-  unsigned long long x = (a + 1) * 0x9E3779B97F4A7C15ULL ^ (b + 7) * 0xC2B2AE3D27D4EB4FULL;
-  x ^= x >> 31;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return (double)(x >> 11) / 9007199254740992.0;
-}
-
-/* delta on the owned planes: a smooth-ish lognormal-like field, min > -1. */
-static void make_delta(const field *f, double *delta, unsigned long seed) {
-  const ptrdiff_t n = f->n;
-  for (ptrdiff_t p = 0; p < f->local_n0; p++)
-    for (ptrdiff_t j = 0; j < n; j++)
-      for (ptrdiff_t k = 0; k < n; k++) {
-        ptrdiff_t i = f->local_0_start + p;
-        double g = 0.8 * sin(2 * M_PI * (i + 0.3) / n) * cos(2 * M_PI * (2 * j + 0.7 * k) / n) +
-                   1.1 * (hash01(seed, (unsigned long)((i * n + j) * n + k)) - 0.45);
-        delta[(p * n + j) * n + k] = exp(g) - 1.0;
-      }
-}
-
 static void make_halos(size_t nh, double *pos, double *mass, unsigned long seed) {
   for (size_t h = 0; h < nh; h++) {
-    for (int a = 0; a < 3; a++) pos[3 * h + a] = BOX * hash01(seed + 11, 3 * h + a);
-    mass[h] = exp(log(1.2e12) + (log(3e14) - log(1.2e12)) * pow(hash01(seed + 12, h), 2.0));
+    for (int a = 0; a < 3; a++) pos[3 * h + a] = BOX * testing_hash01(seed + 11, 3 * h + a);
+    mass[h] = exp(log(1.2e12) + (log(3e14) - log(1.2e12)) * pow(testing_hash01(seed + 12, h), 2.0));
   }
 }
 
@@ -113,7 +89,7 @@ static int ctx_create(MPI_Comm comm, const setup *s, ctx *c) {
   CB_CALL(field_create(comm, s->n, BOX, g, &c->f));
   CB_CALL(likelihood_create(c->f, &c->arch, &c->lk));
   c->delta = field_alloc_real(c->f);
-  make_delta(c->f, c->delta, 5);
+  testing_wavy_delta(c->f, 0.8, 1.1, 5, c->delta);
   size_t nh = 70;
   double *pos = malloc(3 * nh * sizeof *pos), *mass = malloc(nh * sizeof *mass);
   make_halos(nh, pos, mass, 9);
@@ -125,7 +101,7 @@ static int ctx_create(MPI_Comm comm, const setup *s, ctx *c) {
     const ptrdiff_t n = c->f->n;
     for (ptrdiff_t v = 0; v < c->f->n_real_local; v++) {
       ptrdiff_t gv = c->f->local_0_start * n * n + v;
-      double u = hash01(77, (unsigned long)gv);
+      double u = testing_hash01(77, (unsigned long)gv);
       c->mask[v] = u < 0.2 ? 0.0 : (u < 0.4 ? 0.37 : 1.0);
     }
     CB_CALL(likelihood_set_mask(c->lk, c->mask));
@@ -208,7 +184,8 @@ static void run_setup(MPI_Comm comm, const setup *s) {
     double an = 0, h = hd;
     double *dir = field_alloc_real(c.f);
     for (size_t v = 0; v < nv; v++) {
-      dir[v] = 2 * hash01(300 + d, (unsigned long)(c.f->local_0_start * nn + (ptrdiff_t)v)) - 1;
+      dir[v] =
+          2 * testing_hash01(300 + d, (unsigned long)(c.f->local_0_start * nn + (ptrdiff_t)v)) - 1;
       an += gd[v] * dir[v];
     }
     an = field_allreduce_sum(c.f, an);

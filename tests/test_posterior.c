@@ -27,28 +27,6 @@
 
 static const double BOX = 83.7;
 
-static double hash01(unsigned long a, unsigned long b) {
-  unsigned long long x = (a + 1) * 0x9E3779B97F4A7C15ULL ^ (b + 7) * 0xC2B2AE3D27D4EB4FULL;
-  x ^= x >> 31;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  x ^= x >> 31;
-  return (double)(x >> 11) / 9007199254740992.0;
-}
-
-static void make_delta(const field *f, double *delta) {
-  const ptrdiff_t n = f->n;
-  for (ptrdiff_t p = 0; p < f->local_n0; p++)
-    for (ptrdiff_t j = 0; j < n; j++)
-      for (ptrdiff_t k = 0; k < n; k++) {
-        ptrdiff_t i = f->local_0_start + p;
-        double g = 0.7 * sin(2 * M_PI * (i + 0.3) / n) * cos(2 * M_PI * (2 * j + 0.7 * k) / n) +
-                   1.2 * (hash01(3, (unsigned long)((i * n + j) * n + k)) - 0.45);
-        delta[(p * n + j) * n + k] = exp(g) - 1.0;
-      }
-}
-
 typedef struct setup {
   const char *name;
   int model;
@@ -85,12 +63,12 @@ static void run_setup(MPI_Comm comm, const setup *s) {
               CB_OK, s->name);
   if (!f) return;
   delta = field_alloc_real(f);
-  make_delta(f, delta);
+  testing_wavy_delta(f, 0.7, 1.2, 3, delta);
   enum { NH = 60 };
   double pos[3 * NH], mass[NH];
   for (size_t h = 0; h < NH; h++) {
-    for (int c = 0; c < 3; c++) pos[3 * h + c] = BOX * hash01(11, 3 * h + c);
-    mass[h] = exp(log(2.1e12) + (log(2e14) - log(2.1e12)) * pow(hash01(12, h), 2.0));
+    for (int c = 0; c < 3; c++) pos[3 * h + c] = BOX * testing_hash01(11, 3 * h + c);
+    mass[h] = exp(log(2.1e12) + (log(2e14) - log(2.1e12)) * pow(testing_hash01(12, h), 2.0));
   }
   TEST_STATUS(likelihood_create(f, &a, &lk), CB_OK, s->name);
   TEST_STATUS(likelihood_set_halos(lk, "test", NH, pos, mass, 2e12), CB_OK, s->name);
@@ -216,7 +194,7 @@ static void test_mass_function(MPI_Comm comm) {
   field *f = NULL;
   TEST_STATUS(field_create(comm, 8, BOX, 1, &f), CB_OK, "field");
   double *delta = field_alloc_real(f);
-  make_delta(f, delta);
+  testing_wavy_delta(f, 0.7, 1.2, 3, delta);
   likelihood *lk = NULL;
   posterior *p = NULL;
   double pos[3] = {10.0, 20.0, 30.0}, mass[1] = {5.3e12};

@@ -1,9 +1,11 @@
 /* testing: the harness behind tests/testing.h. */
 #include "testing.h"
 
+#include "cerberus/field.h"
 #include "cerberus/log.h"
 #include "cerberus/status.h"
 
+#include <gsl/gsl_math.h>
 #include <petscsys.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -60,4 +62,28 @@ int testing_finish(void) {
   }
   PetscFinalize();
   return code;
+}
+
+double testing_hash01(unsigned long a, unsigned long b) {
+  unsigned long long x = (a + 1) * 0x9E3779B97F4A7C15ULL ^ (b + 7) * 0xC2B2AE3D27D4EB4FULL;
+  x ^= x >> 31;
+  x *= 0xBF58476D1CE4E5B9ULL;
+  x ^= x >> 27;
+  x *= 0x94D049BB133111EBULL;
+  x ^= x >> 31;
+  return (double)(x >> 11) / 9007199254740992.0;
+}
+
+void testing_wavy_delta(const void *fv, double wave, double noise, unsigned long seed,
+                        double *delta) {
+  const field *f = fv;
+  const ptrdiff_t n = f->n;
+  for (ptrdiff_t p = 0; p < f->local_n0; p++)
+    for (ptrdiff_t j = 0; j < n; j++)
+      for (ptrdiff_t k = 0; k < n; k++) {
+        ptrdiff_t i = f->local_0_start + p;
+        double g = wave * sin(2 * M_PI * (i + 0.3) / n) * cos(2 * M_PI * (2 * j + 0.7 * k) / n) +
+                   noise * (testing_hash01(seed, (unsigned long)((i * n + j) * n + k)) - 0.45);
+        delta[(p * n + j) * n + k] = exp(g) - 1.0;
+      }
 }

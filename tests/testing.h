@@ -20,6 +20,14 @@ void testing_fail(const char *file, int line, const char *fmt, ...)
 int testing_rank(void);
 int testing_size(void);
 
+/* A deterministic uniform in [0, 1) from two integers (a splitmix-style hash). */
+double testing_hash01(unsigned long a, unsigned long b);
+/* delta on the owned planes of f (a field.h field, passed as void to keep this header light):
+ * exp(g) - 1 with g = wave sin(2 pi (i + 0.3) / n) cos(2 pi (2 j + 0.7 k) / n)
+ * + noise (testing_hash01(seed, voxel) - 0.45): lognormal-like, min > -1. */
+void testing_wavy_delta(const void *f, double wave, double noise, unsigned long seed,
+                        double *delta);
+
 #define TEST_CHECK(cond, ...)                                                                      \
   do {                                                                                             \
     if (!(cond)) testing_fail(__FILE__, __LINE__, __VA_ARGS__);                                    \

@@ -27,6 +27,11 @@ double bench_clock_start(MPI_Comm comm);
 /* Seconds since t0, the maximum over the ranks (the slowest rank sets the pace). Collective. */
 double bench_clock_stop(MPI_Comm comm, double t0);
 
+/* CPU seconds (user + system, getrusage) the processes of comm have spent so far, summed over
+ * the ranks: on a shared machine the load-independent cost (2 ranks busy for 10 minutes make
+ * 1200). Collective. */
+double bench_cpu_seconds(MPI_Comm comm);
+
 /* -scaling, for the benchmarks that measure several rank counts in one run: rows for the first
  * 1, 2, 4, ... ranks (sub-communicators) as well as for all of them, the rounds interleaving
  * the rank counts, so that the speed-up between two rows is measured under the same
@@ -44,7 +49,8 @@ MPI_Comm bench_first_ranks(MPI_Comm comm, int count);
  * count being timed) wait asleep, so that their cores are idle. Collective. */
 int bench_agreed(MPI_Comm comm, int st, bool member);
 
-/* Rank 0 prints header and row (each a line, no trailing newline needed). Collective. */
+/* Rank 0 prints header (unless NULL: a further row) and row (each a line, no trailing newline
+ * needed). Collective. */
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row);
 
 /* The benchmarks. Collective. */
@@ -56,5 +62,6 @@ int bench_loglike(MPI_Comm comm, options *o); /* ln L and gradients (src/bench/b
 int bench_memory(MPI_Comm comm, options *o);  /* the STREAM triad (src/bench/bench_memory.c) */
 int bench_abc(MPI_Comm comm, options *o); /* ABC simulations per second on groups (bench_abc.c) */
 int bench_hmc(MPI_Comm comm, options *o); /* the samplers' ESS (src/bench/bench_hmc.c) */
+int bench_heldout(MPI_Comm comm, options *o); /* held-out ln L gain (bench_heldout.c) */
 
 #endif

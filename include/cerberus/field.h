@@ -142,6 +142,8 @@ double field_sum(const field *f, const double *x);
 double field_allreduce_sum(const field *f, double x);
 /* x[0..n) summed over the ranks in place (every rank gets the sums). Collective. */
 void field_allreduce_sum_n(const field *f, double *x, size_t n);
+/* x[0..n) replaced by its maximum over the ranks. Collective. */
+void field_allreduce_max_n(const field *f, double *x, size_t n);
 
 /* Hermitian weight of a half-complex column c: 1 for c = 0 and c = n/2, 2 otherwise. */
 static inline double field_hermitian_weight(const field *f, ptrdiff_t c) {

@@ -56,6 +56,13 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
  * before). Not collective. */
 const double *mock_mean_dndlnm(const mock *m);
 
+/* The truth's own ln L of the last catalogue, MODEL.md section 5's sum
+ * sum_j ln dn/dlnM(M_j | v_j) - sum_v Nbar(v) with the density the sampler draws from (linear
+ * in ln M between the grid points, Nbar by the trapezoid rule up to the grid's top): the
+ * benchmark a fitted model's ln L of the same catalogue is measured against (0 before).
+ * Not collective. */
+double mock_truth_ln_l(const mock *m);
+
 /* out = in smoothed with a Gaussian of radius R (Mpc/h): W(k) = exp(-k^2 R^2 / 2); R = 0
  * copies. in and out may alias. Collective. */
 int mock_smooth_gaussian(field *f, const double *in, double R, double *out);

@@ -6,6 +6,7 @@
 #include "cerberus/status.h"
 
 #include <stdio.h>
+#include <sys/resource.h>
 #include <time.h>
 
 int bench_grid_options(options *o, long def_repeat, long *n_grid, long *repeat) {
@@ -77,10 +78,21 @@ double bench_clock_stop(MPI_Comm comm, double t0) {
   return max;
 }
 
+double bench_cpu_seconds(MPI_Comm comm) {
+  struct rusage ru;
+  double t = 0, sum = 0;
+  if (getrusage(RUSAGE_SELF, &ru) == 0)
+    t = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+        (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+  MPI_Allreduce(&t, &sum, 1, MPI_DOUBLE, MPI_SUM, comm);
+  return sum;
+}
+
 void bench_print_csv(MPI_Comm comm, const char *header, const char *row) {
   int rank;
   MPI_Comm_rank(comm, &rank);
   if (rank != 0) return;
-  printf("%s\n%s\n", header, row);
+  if (header) printf("%s\n", header);
+  printf("%s\n", row);
   fflush(stdout);
 }

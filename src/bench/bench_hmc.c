@@ -1,22 +1,28 @@
 /* bench_hmc: `cerberus bench hmc -field F -catalogue C [options]`, the samplers of issue 12 on
  * the posterior of the weights (MODEL.md section 8): for each variant, K chains (-chains, 4)
  * of -warmup + -samples steps, taken in rounds (every chain one step a round) on the whole
- * communicator, all from the best of -map_starts MAP optimisations (map.h; not counted in
- * grads), or from random starts N(0, 0.1^2) with -map_starts 0, or from -weights FILE. The default
- * mock is `cerberus mock -o mock.h5` (64^3, 250 Mpc/h, st-pbs); -engine_monotone and the
- * architecture options apply to every variant.
+ * communicator, all from the best of -map_starts MAP optimisations (map.h; its cost is reported
+ * apart, map_seconds, and not counted in grads), or from random starts N(0, 0.1^2) with
+ * -map_starts 0, or from -weights FILE. The default mock is `cerberus mock -o mock.h5` (64^3,
+ * 250 Mpc/h, st-pbs); -engine_monotone and the architecture options apply to every variant.
  *
  * Variants (-variants, comma-separated): diag, dense, bfgs (HMC, leapfrog, with that metric;
- * bfgs is the quasi-Newton variant), mams (MAMS with a diagonal metric), unit.
+ * bfgs is the quasi-Newton variant), mams (MAMS with a diagonal metric), mams_dense, unit.
  * One CSV row per variant:
- *   bench,n_grid,ranks,variant,monotone,chains,warmup,samples,grads,seconds,
- *   ess_lp,ess_mf_min,ess_lp_per_1000_grads,ess_mf_per_1000_grads,ess_lp_per_s,ess_mf_per_s,
- *   rhat_lp,rhat_mf_max,rhat_weights_max,seconds_to_rhat
+ *   bench,n_grid,ranks,variant,monotone,chains,warmup,samples,grads,seconds,cpu_seconds,
+ *   map_seconds,map_cpu_seconds,ess_lp,ess_mf_min,ess_lp_per_1000_grads,ess_mf_per_1000_grads,
+ *   ess_lp_per_s,ess_mf_per_s,rhat_lp,rhat_mf_max,rhat_weights_max,draws_to_rhat,
+ *   grads_to_rhat,seconds_to_rhat,cpu_seconds_to_rhat
  * ess_* are bulk ESS (diagnose.h) of the sampling draws: lp, and the smallest over the 15
  * binned mass-function values; per 1000 gradient evaluations and per second of the whole run
- * (warm-up included: the cost of getting there). seconds_to_rhat: wall time from the start
- * until R-hat < 1.01 on lp and on every binned mass-function value, checked every 10 rounds of
- * sampling from the 20th (-1 if never). Collective. */
+ * (warm-up included: the cost of getting there). cpu_seconds: CPU time of all the ranks
+ * (bench_cpu_seconds), the load-independent cost on a shared machine. The R-hats (rank-
+ * normalised split, of lp, the largest over the mass function, the largest over the weights)
+ * are of all the draws kept. *_to_rhat: the draws a chain, the gradients (all chains, warm-up
+ * included) and the wall and CPU seconds from the start of the warm-up until R-hat < 1.01 on lp
+ * and on every binned mass-function value, checked on the growing draws every -rhat_every
+ * (50) draws from the 20th (-1 if never); -stop_at_rhat ends the variant there (samples is
+ * then the draws kept). Add map_seconds for the time from nothing. Collective. */
 #include "cerberus/bench.h"
 #include "cerberus/diagnose.h"
 #include "cerberus/field.h"
@@ -42,32 +48,57 @@ static int target(void *ctx, const double *q, double *lp, double *grad) {
   return posterior_evaluate(ctx, q, lp, grad, NULL);
 }
 
-/* max R-hat over lp and the mass function, and over the weights, of draws [0, t) of x
- * (x[q][chain][draw] with stride S per chain). */
-static void rhats(const double *x, const double *w, int K, long S, long t, size_t d, double *id,
-                  double *wmax, double *buf) {
-  *id = 0;
-  *wmax = 0;
-  for (int q = 0; q < NQ; q++) {
-    for (int c = 0; c < K; c++)
-      memcpy(buf + (size_t)c * (size_t)t, x + ((size_t)q * (size_t)K + (size_t)c) * (size_t)S,
-             (size_t)t * sizeof *buf);
-    double r = diagnose_rhat((size_t)K, (size_t)t, buf);
-    if (!(r <= *id)) *id = r;
+/* Draws [0, n) of quantity q of every chain, contiguous (chain after chain), into buf; x holds
+ * x[q][chain][draw] with stride S per chain. */
+static const double *gather(const double *x, int q, int K, long S, long n, double *buf) {
+  for (int c = 0; c < K; c++)
+    memcpy(buf + (size_t)c * (size_t)n, x + ((size_t)q * (size_t)K + (size_t)c) * (size_t)S,
+           (size_t)n * sizeof *buf);
+  return buf;
+}
+
+/* R-hat of draws [0, n): of lp, the largest over the binned mass function, and (w not NULL) the
+ * largest over the weights (w[chain][draw][weight], stride S per chain). */
+static int rhats(const double *x, const double *w, int K, long S, long n, size_t d, double *rlp,
+                 double *rmf, double *wmax, double *buf) {
+  int worst = 0; /* the mass-function value with the largest R-hat */
+  *rlp = diagnose_rhat((size_t)K, (size_t)n, gather(x, 0, K, S, n, buf));
+  *rmf = 0;
+  *wmax = NAN;
+  for (int q = 1; q < NQ; q++) {
+    double r = diagnose_rhat((size_t)K, (size_t)n, gather(x, q, K, S, n, buf));
+    if (!(r <= *rmf)) {
+      *rmf = r;
+      worst = q - 1;
+    }
   }
   for (size_t j = 0; w && j < d; j++) {
     for (int c = 0; c < K; c++)
-      for (long s = 0; s < t; s++)
-        buf[(size_t)c * (size_t)t + (size_t)s] = w[(((size_t)c * (size_t)S) + (size_t)s) * d + j];
-    double r = diagnose_rhat((size_t)K, (size_t)t, buf);
+      for (long s = 0; s < n; s++)
+        buf[(size_t)c * (size_t)n + (size_t)s] = w[(((size_t)c * (size_t)S) + (size_t)s) * d + j];
+    double r = diagnose_rhat((size_t)K, (size_t)n, buf);
     if (!(r <= *wmax)) *wmax = r;
   }
+  return worst;
 }
 
+typedef struct hmc_run {
+  int K;                 /* chains */
+  long W, S;             /* warm-up, largest number of samples */
+  long seed, rhat_every; /* R-hat checked every rhat_every draws */
+  bool stop, monotone;   /* stop at R-hat < 1.01 */
+  double map_s, map_cpu; /* the MAP's cost (the same for every variant) */
+  long n_grid;
+  const double *w0, *map; /* starting weights, or the MAP (theta), or NULL: random starts */
+} hmc_run;
+
+#define BENCH_HMC_RHAT 1.01
+
 static int run_variant(MPI_Comm comm, posterior *post, const char *name, const hmc_config *base,
-                       int K, long W, long S, long seed, const double *w0, const double *map,
-                       long n_grid, bool monotone, bool header) {
+                       const hmc_run *R, bool header) {
   const size_t d = posterior_dim(post);
+  const int K = R->K;
+  const long W = R->W, S = R->S;
   hmc_config cfg = *base;
   if (!strcmp(name, "diag"))
     cfg.metric = HMC_METRIC_DIAG;
@@ -80,8 +111,12 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
   else if (!strcmp(name, "mams")) {
     cfg.algorithm = HMC_ALG_MAMS;
     cfg.metric = HMC_METRIC_DIAG;
+  } else if (!strcmp(name, "mams_dense")) {
+    cfg.algorithm = HMC_ALG_MAMS;
+    cfg.metric = HMC_METRIC_DENSE;
   } else
-    return CB_ERROR(CB_ERR_INPUT, "-variants: unknown variant '%s' (diag, dense, bfgs, mams, unit)",
+    return CB_ERROR(CB_ERR_INPUT,
+                    "-variants: unknown variant '%s' (diag, dense, bfgs, mams, mams_dense, unit)",
                     name);
   cfg.n_warmup = W;
   hmc **h = calloc((size_t)K, sizeof *h);
@@ -90,16 +125,18 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
   double *buf = calloc((size_t)K * (size_t)S + 1, sizeof *buf), *q0 = calloc(d, sizeof *q0);
   double mf[NMF];
   int st = h && x && wd && buf && q0 ? CB_OK : CB_ERROR(CB_ERR_MEM, "out of memory");
-  double t0 = bench_clock_start(comm), t_rhat = -1;
+  double c0 = bench_cpu_seconds(comm), t0 = bench_clock_start(comm);
+  double t_rhat = -1, cpu_rhat = -1;
+  long n_rhat = -1, g_rhat = -1, n = 0; /* draws at R-hat < 1.01, draws kept */
   for (int c = 0; c < K && !st; c++) {
-    cfg.seed = (unsigned long)(seed + c);
-    if (w0) {
-      st = posterior_from_weights(post, "-weights", w0, q0);
-    } else if (map) {
-      memcpy(q0, map, d * sizeof *q0);
+    cfg.seed = (unsigned long)(R->seed + c);
+    if (R->w0) {
+      st = posterior_from_weights(post, "-weights", R->w0, q0);
+    } else if (R->map) {
+      memcpy(q0, R->map, d * sizeof *q0);
     } else {
       gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
-      gsl_rng_set(r, (unsigned long)(seed + 7919 * (c + 2)));
+      gsl_rng_set(r, (unsigned long)(R->seed + 7919 * (c + 2)));
       for (size_t i = 0; i < d; i++) q0[i] = gsl_ran_gaussian(r, 0.1);
       gsl_rng_free(r);
     }
@@ -117,45 +154,55 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
         x[((size_t)(q + 1) * (size_t)K + (size_t)c) * (size_t)S + (size_t)s] = mf[q];
       posterior_to_weights(post, hmc_position(h[c]), wd + ((size_t)c * (size_t)S + (size_t)s) * d);
     }
-    const long n = t + 1 - W;
-    if (!st && t_rhat < 0 && n >= 20 && n % 10 == 0) {
-      double rid, rw;
-      rhats(x, NULL, K, S, n, d, &rid, &rw, buf);
-      if (rid < 1.01) t_rhat = MPI_Wtime() - t0;
+    if (st || t < W) continue;
+    n = t + 1 - W;
+    if (t_rhat < 0 && n >= 20 && n % R->rhat_every == 0) {
+      double rlp, rmf, rw;
+      const int q = rhats(x, NULL, K, S, n, d, &rlp, &rmf, &rw, buf);
+      const double wall = MPI_Wtime() - t0, cpu = bench_cpu_seconds(comm) - c0;
+      long g = 0;
+      for (int c = 0; c < K; c++) g += hmc_n_grad(h[c]);
+      log_info("bench hmc %s: %ld draws a chain, %ld gradients, %.0f s (%.0f CPU s): R-hat lp "
+               "%.4f, mass function %.4f (density bin %d, M = %.3g)",
+               name, n, g, wall, cpu, rlp, rmf, q / POSTERIOR_MF_MASSES,
+               posterior_mf_masses(post)[q % POSTERIOR_MF_MASSES]);
+      if (rlp < BENCH_HMC_RHAT && rmf < BENCH_HMC_RHAT) {
+        t_rhat = wall;
+        cpu_rhat = cpu;
+        n_rhat = n;
+        g_rhat = g;
+        if (R->stop) break;
+      }
     }
   }
-  double secs = bench_clock_stop(comm, t0);
+  double secs = bench_clock_stop(comm, t0), cpu = bench_cpu_seconds(comm) - c0;
+  if (!st && n < 20) st = CB_ERROR(CB_ERR_INPUT, "bench hmc: fewer than 20 draws");
   if (!st) {
     long grads = 0;
     for (int c = 0; c < K; c++) grads += hmc_n_grad(h[c]);
-    double ess_lp = diagnose_ess_bulk((size_t)K, (size_t)S, x), ess_mf = INFINITY;
+    double ess_lp = diagnose_ess_bulk((size_t)K, (size_t)n, gather(x, 0, K, S, n, buf));
+    double ess_mf = INFINITY;
     for (int q = 1; q < NQ; q++) {
-      double e = diagnose_ess_bulk((size_t)K, (size_t)S, x + (size_t)q * (size_t)K * (size_t)S);
+      double e = diagnose_ess_bulk((size_t)K, (size_t)n, gather(x, q, K, S, n, buf));
       if (!(e >= ess_mf)) ess_mf = e;
     }
-    double rid, rw, rlp = diagnose_rhat((size_t)K, (size_t)S, x);
-    rhats(x, wd, K, S, S, d, &rid, &rw, buf);
+    double rlp, rmf, rw;
+    rhats(x, wd, K, S, n, d, &rlp, &rmf, &rw, buf);
     int ranks;
     MPI_Comm_size(comm, &ranks);
     char row[1024];
-    snprintf(
-        row, sizeof row,
-        "hmc,%ld,%d,%s,%d,%d,%ld,%ld,%ld,%.3f,%.1f,%.1f,%.3f,%.3f,%.3f,%.3f,%.4f,%.4f,%.4f,%.2f",
-        n_grid, ranks, name, monotone, K, W, S, grads, secs, ess_lp, ess_mf,
-        1000 * ess_lp / (double)grads, 1000 * ess_mf / (double)grads, ess_lp / secs, ess_mf / secs,
-        rlp, rid, rw, t_rhat);
+    snprintf(row, sizeof row,
+             "hmc,%ld,%d,%s,%d,%d,%ld,%ld,%ld,%.2f,%.2f,%.2f,%.2f,%.1f,%.1f,%.3f,%.3f,%.4f,%.4f,"
+             "%.4f,%.4f,%.4f,%ld,%ld,%.2f,%.2f",
+             R->n_grid, ranks, name, R->monotone, K, W, n, grads, secs, cpu, R->map_s, R->map_cpu,
+             ess_lp, ess_mf, 1000 * ess_lp / (double)grads, 1000 * ess_mf / (double)grads,
+             ess_lp / secs, ess_mf / secs, rlp, rmf, rw, n_rhat, g_rhat, t_rhat, cpu_rhat);
     const char *head = "bench,n_grid,ranks,variant,monotone,chains,warmup,samples,grads,seconds,"
-                       "ess_lp,ess_mf_min,ess_lp_per_1000_grads,ess_mf_per_1000_grads,"
-                       "ess_lp_per_s,ess_mf_per_s,rhat_lp,rhat_mf_max,rhat_weights_max,"
-                       "seconds_to_rhat";
-    if (header) {
-      bench_print_csv(comm, head, row);
-    } else {
-      int rank;
-      MPI_Comm_rank(comm, &rank);
-      if (rank == 0) printf("%s\n", row);
-      fflush(stdout);
-    }
+                       "cpu_seconds,map_seconds,map_cpu_seconds,ess_lp,ess_mf_min,"
+                       "ess_lp_per_1000_grads,ess_mf_per_1000_grads,ess_lp_per_s,ess_mf_per_s,"
+                       "rhat_lp,rhat_mf_max,rhat_weights_max,draws_to_rhat,grads_to_rhat,"
+                       "seconds_to_rhat,cpu_seconds_to_rhat";
+    bench_print_csv(comm, header ? head : NULL, row);
   }
   for (int c = 0; h && c < K; c++) hmc_destroy(&h[c]);
   free(h);
@@ -184,12 +231,17 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_int(o, "-map_starts", "MAP optimisations for the start (0: random starts)", 2,
                       &map_starts));
   CB_CALL(options_int(o, "-map_iterations", "iterations of each MAP optimisation", 200, &map_its));
-  CB_CALL(options_string(o, "-variants", "comma-separated: diag,dense,bfgs,mams,unit",
+  CB_CALL(options_string(o, "-variants", "comma-separated: diag,dense,bfgs,mams,mams_dense,unit",
                          "diag,dense,bfgs,mams", variants, sizeof variants, NULL));
   CB_CALL(options_int(o, "-chains", "chains per variant", 4, &K));
   CB_CALL(options_int(o, "-warmup", "warm-up steps", 200, &W));
   CB_CALL(options_int(o, "-samples", "samples after warm-up", 200, &S));
   CB_CALL(options_int(o, "-seed", "seed (chain c: seed + c)", 1, &seed));
+  long rhat_every = 50;
+  bool stop = false;
+  CB_CALL(options_int(o, "-rhat_every", "draws between R-hat checks", 50, &rhat_every));
+  CB_CALL(options_bool(o, "-stop_at_rhat", "end a variant at R-hat < 1.01 (lp, mass function)",
+                       false, &stop));
   hmc_config base;
   hmc_config_default(&base);
   CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
@@ -203,6 +255,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_finish(o));
   CB_CHECK(K >= 2, CB_ERR_INPUT, "-chains must be at least 2 for R-hat (got %ld)", K);
   CB_CHECK(W >= 0 && S >= 20, CB_ERR_INPUT, "-samples must be >= 20 and -warmup >= 0");
+  CB_CHECK(rhat_every >= 1, CB_ERR_INPUT, "-rhat_every must be at least 1 (got %ld)", rhat_every);
   int ghost = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;
   field *f = NULL;
   double *delta = NULL, *w0 = NULL;
@@ -221,7 +274,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   if (!st)
     log_info("bench hmc: %ld halos, %zu weights, %ld chains x (%ld + %ld) per variant",
              likelihood_n_halos(lk), posterior_dim(post), K, W, S);
-  double *map = NULL;
+  double *map = NULL, map_c0 = bench_cpu_seconds(comm), map_t0 = bench_clock_start(comm);
   if (!st && !have_w && map_starts > 0) {
     map_config mc;
     map_config_default(&mc);
@@ -233,11 +286,22 @@ int bench_hmc(MPI_Comm comm, options *o) {
     map = calloc(posterior_dim(post), sizeof *map);
     st = map ? map_find(post, &mc, map, &lp, &nev) : CB_ERROR(CB_ERR_MEM, "out of memory");
   }
+  hmc_run R = {.K = (int)K,
+               .W = W,
+               .S = S,
+               .seed = seed,
+               .rhat_every = rhat_every,
+               .stop = stop,
+               .monotone = monotone,
+               .map_s = bench_clock_stop(comm, map_t0),
+               .map_cpu = bench_cpu_seconds(comm) - map_c0,
+               .n_grid = f ? (long)f->n : 0,
+               .w0 = w0,
+               .map = map};
   char *save = NULL;
   bool header = true;
   for (char *v = strtok_r(variants, ",", &save); v && !st; v = strtok_r(NULL, ",", &save)) {
-    st = run_variant(comm, post, v, &base, (int)K, W, S, seed, w0, map, (long)f->n, monotone,
-                     header);
+    st = run_variant(comm, post, v, &base, &R, header);
     header = false;
   }
   posterior_destroy(&post);

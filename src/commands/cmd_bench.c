@@ -23,6 +23,7 @@ static const bench_entry bench_table[] = {
     {"fft", bench_fft, "pairs of r2c + c2r transforms of an n_grid^3 field"},
     {"lpt", bench_lpt, "LPT, CIC and the forward model with its adjoint, in FFTs"},
     {"hmc", bench_hmc, "ESS per gradient and per second of each sampler on the weights' posterior"},
+    {"heldout", bench_heldout, "held-out ln L gain of the engine over the power law (two mocks)"},
     {"memory", bench_memory, "the STREAM triad over arrays of the grid's size: memory bandwidth"},
     {"abc", bench_abc, "ABC: grf simulations per second on 1 group and on all the groups"},
     {NULL, NULL, NULL}};

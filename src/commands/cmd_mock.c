@@ -2,10 +2,12 @@
  *
  *   cerberus mock [-n_grid 64 -box_size 250 -seed 1 -redshift 0 -Omega_m ... -pk_file FILE]
  *                 [-truth st-pbs|npe] [-weights FILE] [-mass_threshold 2e12] [-lpt_order 1|2]
- *                 [-smoothing_radius R] -o mock.h5 [-overwrite]
+ *                 [-smoothing_radius R] [-halo_seed S] -o mock.h5 [-overwrite]
  *
  * Runs seed -> white noise s -> delta_L -> LPT -> CIC -> delta, then draws halos above Mth
- * with a Poisson count per voxel and masses by inverse transform (module mock) from the truth:
+ * with a Poisson count per voxel and masses by inverse transform (module mock) from the truth
+ * (the halos' random numbers from -halo_seed, by default -seed: another halo seed draws a
+ * second catalogue of the same universe, e.g. a held-out one for `cerberus bench heldout`):
  *  - st-pbs: Sheth-Tormen with the peak-background-split Lagrangian bias on the linear field
  *    smoothed with a Gaussian of radius R (default 2 voxels), carried to the Eulerian voxels by
  *    the particles (a truth the neural engine does not contain);
@@ -15,9 +17,11 @@
  * Writes /white_noise, /delta_linear, /delta, /environment (st-pbs), /expected_count (the mean
  * count per voxel under the truth), /halos/position, /halos/mass, /truth/log_mass and
  * /truth/dndlnm_mean (the box average of the truth's dn/dlnM on the sampling grid), and
- * attributes: the grid and cosmology (ic_config_write_attrs), mass_threshold, truth and its
- * parameters, lpt_order, the provenance. Every option is checked before any work and the
- * output is written under a temporary name: a refused input leaves no file. Collective. */
+ * attributes: halo_seed, truth_ln_l (the truth's own ln L of the catalogue, MODEL.md
+ * section 5: mock_truth_ln_l), the grid and cosmology (ic_config_write_attrs),
+ * mass_threshold, truth and its parameters, lpt_order, the provenance. Every option is checked
+ * before any work and the output is written under a temporary name: a refused input leaves no file.
+ * Collective. */
 #include "cerberus/catalogue.h"
 #include "cerberus/commands.h"
 #include "cerberus/cosmology.h"
@@ -46,7 +50,7 @@ typedef struct mock_config {
   int truth;
   char weights[4096];
   double mth, radius;
-  long lpt_order;
+  long lpt_order, halo_seed;
   char out[4096];
   bool overwrite;
 } mock_config;
@@ -123,6 +127,8 @@ static int read_options(options *o, mock_config *cfg) {
   CB_CALL(options_real(o, "-smoothing_radius",
                        "Gaussian radius R of the st-pbs environment [Mpc/h] (default 2 voxels)",
                        def_r, &cfg->radius));
+  CB_CALL(options_int(o, "-halo_seed", "seed of the halos' random numbers (default: -seed)",
+                      (long)cfg->ic.seed, &cfg->halo_seed));
   CB_CALL(options_string(o, "-o", "output HDF5 file", "mock.h5", cfg->out, sizeof cfg->out, NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing output", false, &cfg->overwrite));
   CB_CALL(options_finish(o));
@@ -131,6 +137,8 @@ static int read_options(options *o, mock_config *cfg) {
   CB_CHECK(isfinite(cfg->mth) && cfg->mth > 0 && cfg->mth < MOCK_MASS_MAX, CB_ERR_INPUT,
            "-mass_threshold must be positive and below %g M_sun/h (got %g)", MOCK_MASS_MAX,
            cfg->mth);
+  CB_CHECK(cfg->halo_seed >= 0, CB_ERR_INPUT, "-halo_seed must be zero or positive (got %ld)",
+           cfg->halo_seed);
   CB_CHECK(cfg->lpt_order == 1 || cfg->lpt_order == 2, CB_ERR_INPUT,
            "-lpt_order must be 1 or 2 (got %ld)", cfg->lpt_order);
   CB_CHECK(cfg->radius >= 0, CB_ERR_INPUT, "-smoothing_radius must be zero or positive (got %g)",
@@ -200,7 +208,8 @@ static int draw(const mock_config *cfg, mock_state *S) {
     CB_CHECK(pos != NULL, CB_ERR_MEM, "out of memory for the positions of %zu particles", np);
     CB_CALL(mock_environment(f, S->delta_L, cfg->radius, np, pos, S->env));
     CB_CALL(mock_stpbs_create(S->m, S->c, S->delta, S->env, &S->stpbs));
-    CB_CALL(mock_sample(S->m, cfg->ic.seed, mock_stpbs_dndlnm, S->stpbs, S->expected, &S->cat));
+    CB_CALL(mock_sample(S->m, (unsigned long)cfg->halo_seed, mock_stpbs_dndlnm, S->stpbs,
+                        S->expected, &S->cat));
     return CB_OK;
   }
   npe_truth t = {.arch = &S->arch, .w = S->w, .n2 = f->n * f->n, .delta = S->delta};
@@ -209,13 +218,16 @@ static int draw(const mock_config *cfg, mock_state *S) {
     CB_CALL(npe_forward(S->net, S->delta, S->w, &t.psi));
     t.stride = npe_feature_stride(S->net);
   }
-  CB_CALL(mock_sample(S->m, cfg->ic.seed, npe_truth_dndlnm, &t, S->expected, &S->cat));
+  CB_CALL(
+      mock_sample(S->m, (unsigned long)cfg->halo_seed, npe_truth_dndlnm, &t, S->expected, &S->cat));
   return CB_OK;
 }
 
 static int write_truth_attrs(h5file *h, const mock_config *cfg, const mock_state *S) {
   CB_CALL(h5io_attr_write_string(h, "/", "truth", cfg->truth == TRUTH_STPBS ? "st-pbs" : "npe"));
   CB_CALL(h5io_attr_write_long(h, "/", "lpt_order", cfg->lpt_order));
+  CB_CALL(h5io_attr_write_long(h, "/", "halo_seed", cfg->halo_seed));
+  CB_CALL(h5io_attr_write_double(h, "/", "truth_ln_l", mock_truth_ln_l(S->m)));
   CB_CALL(h5io_attr_write_double(h, "/", "mass_max", MOCK_MASS_MAX));
   CB_CALL(h5io_attr_write_double(h, "/", "mass_grid_step", MOCK_DLNM));
   if (cfg->truth == TRUTH_STPBS) {
@@ -279,11 +291,12 @@ static int mock_run(options *o, MPI_Comm comm) {
   if (st == CB_OK) {
     size_t n = catalogue_count(S.cat, comm);
     double mu = field_sum(S.f, S.expected);
-    log_info("mock: %ld^3 grid, L = %g Mpc/h, seed %lu, truth %s, Mth = %g M_sun/h: %zu halos "
-             "(expected %.1f; forward model %.2f s, halos %.2f s on %d rank%s)",
-             cfg.ic.n_grid, cfg.ic.box_size, cfg.ic.seed,
-             cfg.truth == TRUTH_STPBS ? "st-pbs" : "npe", cfg.mth, n, mu, t1 - t0, MPI_Wtime() - t1,
-             S.f->size, S.f->size > 1 ? "s" : "");
+    log_info("mock: %ld^3 grid, L = %g Mpc/h, seed %lu, halo seed %ld, truth %s, Mth = %g "
+             "M_sun/h: %zu halos (expected %.1f; truth's ln L %.3f; forward model %.2f s, halos "
+             "%.2f s on %d rank%s)",
+             cfg.ic.n_grid, cfg.ic.box_size, cfg.ic.seed, cfg.halo_seed,
+             cfg.truth == TRUTH_STPBS ? "st-pbs" : "npe", cfg.mth, n, mu, mock_truth_ln_l(S.m),
+             t1 - t0, MPI_Wtime() - t1, S.f->size, S.f->size > 1 ? "s" : "");
     st = write_output(o, &cfg, &S, comm);
   }
   state_free(&S);

@@ -412,6 +412,10 @@ void field_allreduce_sum_n(const field *f, double *x, size_t n) {
   MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, f->comm);
 }
 
+void field_allreduce_max_n(const field *f, double *x, size_t n) {
+  MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_MAX, f->comm);
+}
+
 double field_sum(const field *f, const double *x) {
   double s = 0;
   for (ptrdiff_t i = 0; i < f->n_real_local; i++) s += x[i];

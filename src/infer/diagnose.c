@@ -197,22 +197,23 @@ static bool valid(size_t nc, size_t nd, const double *x) {
   return nc >= 1 && nd >= 4 && x && all_finite(nc * nd, x);
 }
 
-double diagnose_rhat_split(size_t nc, size_t nd, const double *x) {
+/* fn (rhat_chains or ess_chains) of the split chains, rank-normalised first when ranked. */
+static double on_split(size_t nc, size_t nd, const double *x, bool ranked,
+                       double (*fn)(size_t, size_t, const double *)) {
   if (!valid(nc, nd, x)) return NAN;
   double *y = split(nc, nd, x);
   if (!y) return NAN;
-  double r = rhat_chains(2 * nc, nd / 2, y);
+  double r = !ranked || z_scale(2 * nc * (nd / 2), y) == CB_OK ? fn(2 * nc, nd / 2, y) : NAN;
   free(y);
   return r;
 }
 
+double diagnose_rhat_split(size_t nc, size_t nd, const double *x) {
+  return on_split(nc, nd, x, false, rhat_chains);
+}
+
 double diagnose_rhat_bulk(size_t nc, size_t nd, const double *x) {
-  if (!valid(nc, nd, x)) return NAN;
-  double *y = split(nc, nd, x);
-  if (!y) return NAN;
-  double r = z_scale(2 * nc * (nd / 2), y) == CB_OK ? rhat_chains(2 * nc, nd / 2, y) : NAN;
-  free(y);
-  return r;
+  return on_split(nc, nd, x, true, rhat_chains);
 }
 
 static double median(size_t n, const double *x) {
@@ -243,21 +244,11 @@ double diagnose_ess_raw(size_t nc, size_t nd, const double *x) {
 }
 
 double diagnose_ess_mean(size_t nc, size_t nd, const double *x) {
-  if (!valid(nc, nd, x)) return NAN;
-  double *y = split(nc, nd, x);
-  if (!y) return NAN;
-  double e = ess_chains(2 * nc, nd / 2, y);
-  free(y);
-  return e;
+  return on_split(nc, nd, x, false, ess_chains);
 }
 
 double diagnose_ess_bulk(size_t nc, size_t nd, const double *x) {
-  if (!valid(nc, nd, x)) return NAN;
-  double *y = split(nc, nd, x);
-  if (!y) return NAN;
-  double e = z_scale(2 * nc * (nd / 2), y) == CB_OK ? ess_chains(2 * nc, nd / 2, y) : NAN;
-  free(y);
-  return e;
+  return on_split(nc, nd, x, true, ess_chains);
 }
 
 double diagnose_ess_quantile(size_t nc, size_t nd, const double *x, double prob) {

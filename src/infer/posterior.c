@@ -9,6 +9,7 @@
  * `cerberus hmf` does, and reduces the bin sums over the ranks. */
 #include "cerberus/posterior.h"
 
+#include "cerberus/field.h"
 #include "cerberus/mdn.h"
 #include "cerberus/npe.h"
 #include "cerberus/status.h"
@@ -90,7 +91,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     hi = fmax(hi, x);
   }
   double mm[2] = {-lo, hi};
-  MPI_Allreduce(MPI_IN_PLACE, mm, 2, MPI_DOUBLE, MPI_MAX, f->comm);
+  field_allreduce_max_n(f, mm, 2);
   lo = -mm[0];
   hi = mm[1];
   if (!(hi > lo) || !isfinite(lo) || !isfinite(hi)) {
@@ -111,7 +112,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     int k = (int)floor((log(1 + delta[v] + eps) - lo) / dx);
     hist[k < 0 ? 0 : k >= NH ? NH - 1 : k] += 1;
   }
-  MPI_Allreduce(MPI_IN_PLACE, hist, NH, MPI_DOUBLE, MPI_SUM, f->comm);
+  field_allreduce_sum_n(f, hist, NH);
   double total = 0, cum = 0;
   for (int k = 0; k < NH; k++) total += hist[k];
   double xe[POSTERIOR_MF_BINS + 1];
@@ -132,7 +133,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     p->bin[v] = k;
     p->nvox[k] += 1;
   }
-  MPI_Allreduce(MPI_IN_PLACE, p->nvox, POSTERIOR_MF_BINS, MPI_DOUBLE, MPI_SUM, f->comm);
+  field_allreduce_sum_n(f, p->nvox, POSTERIOR_MF_BINS);
   const double mth = likelihood_mth(lk), fac[POSTERIOR_MF_MASSES] = {1.5, 10, 100};
   for (int m = 0; m < POSTERIOR_MF_MASSES; m++) p->masses[m] = fac[m] * mth;
   *out = p;
@@ -231,8 +232,7 @@ int posterior_mass_function_weights(posterior *p, const double *w, double *mf) {
         sum[p->bin[v] * POSTERIOR_MF_MASSES + m] +=
             exp(mdn_ln_dndlnm(&p->a.mdn, &vox, u[m], 0, NULL) + extra);
     }
-  MPI_Allreduce(MPI_IN_PLACE, sum, POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES, MPI_DOUBLE, MPI_SUM,
-                p->f->comm);
+  field_allreduce_sum_n(p->f, sum, POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES);
   for (int b = 0; b < POSTERIOR_MF_BINS; b++)
     for (int m = 0; m < POSTERIOR_MF_MASSES; m++)
       mf[b * POSTERIOR_MF_MASSES + m] =

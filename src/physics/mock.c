@@ -43,6 +43,7 @@ struct mock {
   double *dndlnm;      /* nm: the current voxel's truth */
   double *cum;         /* nm: its cumulative integral (per unit volume) */
   double *mean;        /* nm: box average of the truth */
+  double ln_l;         /* the truth's ln L of the last catalogue (reduced) */
   gsl_rng *rng;
 };
 
@@ -99,6 +100,9 @@ const double *mock_lnm(const mock *m) {
 const double *mock_mean_dndlnm(const mock *m) {
   return m->mean;
 }
+double mock_truth_ln_l(const mock *m) {
+  return m->ln_l;
+}
 
 /* At most this many halos on a rank (640 MB of positions and masses). */
 #define MOCK_MAX_HALOS_PER_RANK 20000000
@@ -106,8 +110,9 @@ const double *mock_mean_dndlnm(const mock *m) {
 /* The halos' random stream, apart from the white noise's (ic_stream_seed). */
 #define MOCK_STREAM_HALOS 0x6d6f636b68616c6fULL /* ASCII "mockhalo" */
 
-/* u = ln M at cumulative value target (0 < target <= cum[nm-1]) of the current voxel. */
-static double invert(const mock *m, double target) {
+/* u = ln M at cumulative value target (0 < target <= cum[nm-1]) of the current voxel; *dens
+ * the density drawn from there, dn/dlnM linear in u between the grid points. */
+static double invert(const mock *m, double target, double *dens) {
   const double *cum = m->cum, *f = m->dndlnm;
   size_t lo = 0, hi = m->nm - 1; /* cum[lo] <= target <= cum[hi] */
   while (hi - lo > 1) {
@@ -123,6 +128,7 @@ static double invert(const mock *m, double target) {
   double den = f0 + sqrt(disc > 0 ? disc : 0);
   double t = den > 0 ? 2.0 * c / den : 0.0;
   t = t < 0 ? 0 : (t > 1 ? 1 : t);
+  *dens = f0 + t * (f1 - f0);
   return m->lnm[lo] + t * m->h;
 }
 
@@ -135,6 +141,7 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
   catalogue *cat;
   CB_CALL(catalogue_create(1024, L, (long)n, m->mth, &cat));
   for (size_t b = 0; b < m->nm; b++) m->mean[b] = 0;
+  double ln_l = 0; /* sum_j ln dn/dlnM(M_j | v_j) - sum_v Nbar(v) (MODEL.md section 5) */
   int st = CB_OK;
   for (ptrdiff_t il = 0; il < f->local_n0 && st == CB_OK; il++) {
     const ptrdiff_t i = f->local_0_start + il;
@@ -159,6 +166,7 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
       for (size_t b = 0; b < m->nm; b++) m->mean[b] += fv[b];
       const double total = cum[m->nm - 1], nbar = V * total;
       if (expected) expected[v] = nbar;
+      ln_l -= nbar;
       if (!(nbar > 0)) continue;
       if (nbar > MOCK_MAX_HALOS_PER_RANK) {
         st = CB_ERROR(CB_ERR_INPUT,
@@ -175,7 +183,9 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
         break;
       }
       for (unsigned int h = 0; h < count && st == CB_OK; h++) {
-        double u = invert(m, gsl_rng_uniform_pos(m->rng) * total);
+        double dens;
+        double u = invert(m, gsl_rng_uniform_pos(m->rng) * total, &dens);
+        ln_l += log(dens);
         double mass = exp(u);
         if (mass < m->mth) mass = m->mth; /* exp(ln Mth) may round below Mth */
         if (mass > m->mmax) mass = m->mmax;
@@ -205,6 +215,7 @@ int mock_sample(mock *m, unsigned long seed, mock_dndlnm_fn fn, void *ctx, doubl
     return CB_ERROR(code, "%s", msg);
   }
   MPI_Allreduce(MPI_IN_PLACE, m->mean, (int)m->nm, MPI_DOUBLE, MPI_SUM, f->comm);
+  m->ln_l = field_allreduce_sum(f, ln_l);
   const double nvox = (double)n * (double)n * (double)n;
   for (size_t b = 0; b < m->nm; b++) m->mean[b] /= nvox;
   *out = cat;
