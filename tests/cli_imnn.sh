@@ -90,20 +90,25 @@ if np.any(np.abs(z) > 3.5):
 PYEOF
 # the exact information of that network (scripts/imnn_exact_fraction.py) against its validation
 # estimate (3000 + 2 x 2 x 500 simulations: ln det F has a noise of about 2 / sqrt(3000) = 3.7%)
-if [ -n "${CERBERUS_SRC:-}" ]; then
-  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" r.h5
-  $PY - <<'PYEOF' || fail=1
+# check_exact FILE WHAT TOL: the exact information of FILE's network
+# (scripts/imnn_exact_fraction.py) is above 0.85 and at most its features' ceiling, and the
+# validation estimate is within TOL of it
+check_exact() {
+  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" "$1"
+  $PY - "$2" "$3" <<'PYEOF' || fail=1
 import re, sys
+what, tol = sys.argv[1], float(sys.argv[2])
 t = open("out.txt").read()
 m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
 if not m:
     print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
 ex, ceil, val = map(float, m.groups())
-if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.11:
-    print("FAIL: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
-print("grf network: exact fraction", ex, "ceiling", ceil, "validation", val)
+if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > tol:
+    print("FAIL:", what, "exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
+print(what, "exact fraction", ex, "ceiling", ceil, "validation", val)
 PYEOF
-fi
+}
+[ -n "${CERBERUS_SRC:-}" ] && check_exact r.h5 "grf network:" 0.11
 
 # simulate: a grf 16^3 at (2, 0.8), the same field on 1 and 2 ranks, its amplitude against the
 # truth, and `compress -data` of the file against the network applied in numpy (band powers of
@@ -160,20 +165,7 @@ Q="-simulator grf -n_grid 8 -box_size 100 -dtheta 0.02,0.02 -front conv -conv_la
 [ -n "${ASAN_OPTIONS:-}" ] && Q="$Q -n_s 40 -n_d 20 -n_val 40 -n_d_val 20"
 run mpiexec -n 2 "$EXE" imnn train $Q -o q.h5
 grep -q "simulated fields kept in memory" out.txt || { echo "FAIL: no line on the kept fields"; fail=1; }
-if [ -n "${CERBERUS_SRC:-}" ] && [ -z "${ASAN_OPTIONS:-}" ]; then
-  run $PY "$CERBERUS_SRC/scripts/imnn_exact_fraction.py" q.h5
-  $PY - <<'PYEOF' || fail=1
-import re, sys
-t = open("out.txt").read()
-m = re.search(r"exact fraction ([0-9.]+), features' ceiling ([0-9.]+), validation estimate ([0-9.]+)", t)
-if not m:
-    print("FAIL: imnn_exact_fraction.py printed", t); sys.exit(1)
-ex, ceil, val = map(float, m.groups())
-if not (0.85 < ex <= ceil < 1.0) or abs(val / ex - 1) > 0.2:
-    print("FAIL: square conv: exact fraction", ex, "ceiling", ceil, "validation", val); sys.exit(1)
-print("square conv network: exact fraction", ex, "ceiling", ceil, "validation", val)
-PYEOF
-fi
+[ -n "${CERBERUS_SRC:-}" ] && [ -z "${ASAN_OPTIONS:-}" ] && check_exact q.h5 "square conv network:" 0.2
 
 # compress: a data vector and a table of two rows
 $PY - <<'PYEOF'
