@@ -339,6 +339,18 @@ static int group_extent(hid_t file, const char *gname, long n, bool post, bool s
   return bad ? -1 : 0;
 }
 
+/* open_retry: the chain file opened with flags, tried up to tries times 50 ms apart while it
+ * exists: a running job holds it for a moment at each flush, and a reader (cerberus diagnose,
+ * plot_chain.py) may hold it too (HDF5 locks a file open for writing). Returns the id, or < 0. */
+static hid_t open_retry(const char *path, unsigned flags, int tries) {
+  hid_t f = -1;
+  for (int t = 0; t < tries && f < 0 && access(path, F_OK) == 0; t++) {
+    if (t) nanosleep(&(struct timespec){0, 50000000}, NULL);
+    f = H5Fopen(path, flags, H5P_DEFAULT);
+  }
+  return f;
+}
+
 int chain_reopen(MPI_Comm comm, const char *path, const chain_layout *l, long n_warmup,
                  long n_samples, chain_file **out) {
   *out = NULL;
@@ -346,11 +358,7 @@ int chain_reopen(MPI_Comm comm, const char *path, const chain_layout *l, long n_
   int rank, st = CB_OK;
   MPI_Comm_rank(comm, &rank);
   if (rank == 0) {
-    hid_t f = -1;
-    for (int t = 0; t < 20 && f < 0 && access(path, F_OK) == 0; t++) { /* a reader may hold it */
-      f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
-      if (f < 0) nanosleep(&(struct timespec){0, 50000000}, NULL);
-    }
+    hid_t f = open_retry(path, H5F_ACC_RDWR, 20);
     if (f < 0) {
       st = CB_ERROR(CB_ERR_IO, "cannot open the chain file '%s' to continue it", path);
     } else {
@@ -507,11 +515,7 @@ enum { FLUSH_DEFERRED = 98 }; /* the file was busy: the draws stay buffered */
 
 static int flush_rank0(chain_file *cf, int tries) {
   if (!cf->n_buf[0] && !cf->n_buf[1] && !cf->n_attrs) return CB_OK;
-  hid_t f = -1;
-  for (int t = 0; t < tries && f < 0; t++) { /* a reader may hold the file for a moment */
-    f = H5Fopen(cf->path, H5F_ACC_RDWR, H5P_DEFAULT);
-    if (f < 0) nanosleep(&(struct timespec){0, 50000000}, NULL);
-  }
+  hid_t f = open_retry(cf->path, H5F_ACC_RDWR, tries);
   if (f < 0) {
     if (tries < 100) return FLUSH_DEFERRED;
     return CB_ERROR(CB_ERR_IO,
@@ -642,22 +646,10 @@ static int read_all(hid_t g, const char *name, double **out, hsize_t *dims, int 
   return bad ? -1 : 0;
 }
 
-/* open_for_reading: the chain file read-only. A running job holds it for a moment at each
- * flush (HDF5 locks the file while it is open for writing), so a file that exists is tried for up
- * to 5 s before giving up. Returns the file id, or < 0. */
-static hid_t open_for_reading(const char *path) {
-  hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  for (int t = 0; t < 100 && f < 0 && access(path, F_OK) == 0; t++) {
-    nanosleep(&(struct timespec){0, 50000000}, NULL);
-    f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-  }
-  return f;
-}
-
 int chain_read(const char *path, int phase, chain_data *d) {
   memset(d, 0, sizeof *d);
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-  hid_t f = open_for_reading(path);
+  hid_t f = open_retry(path, H5F_ACC_RDONLY, 100);
   CB_CHECK(f >= 0, CB_ERR_IO, "cannot open the chain file '%s'", path);
   const char *gp = phase == CHAIN_WARMUP ? "warmup" : "posterior";
   const char *gs = phase == CHAIN_WARMUP ? "warmup" : "sample_stats";
@@ -772,7 +764,7 @@ done:
 int chain_read_attr_string(const char *path, const char *name, char *buf, size_t n) {
   H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
   buf[0] = 0;
-  hid_t f = open_for_reading(path);
+  hid_t f = open_retry(path, H5F_ACC_RDONLY, 100);
   CB_CHECK(f >= 0, CB_ERR_IO, "cannot open the chain file '%s'", path);
   hid_t a = H5Aexists(f, name) > 0 ? H5Aopen(f, name, H5P_DEFAULT) : -1;
   if (a >= 0) {
