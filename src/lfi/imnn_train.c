@@ -76,9 +76,8 @@ static void set_forget(trainer *t, simset *s) {
     }
 }
 
-static void set_free(simset *s) {
-  if (s->fields)
-    for (int i = 0; i < s->n; i++) free(s->fields[i]);
+static void set_free(trainer *t, simset *s) {
+  set_forget(t, s);
   free(s->fields);
   free(s->feat);
   free(s->x);
@@ -553,8 +552,8 @@ static int train_run(trainer *t, imnn_train_result *res) {
   res->wall = log_elapsed() - t0;
 #undef TRY
 done:
-  set_free(&tr);
-  set_free(&va);
+  set_free(t, &tr);
+  set_free(t, &va);
   imnn_adam_destroy(&ad);
   free(grad);
   free(best_w);
