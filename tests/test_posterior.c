@@ -5,6 +5,10 @@
  *   the monotone engine (centre weight softplus(t_c)), a two-channel monotone engine
  *   (3:0:2:softplus, two centre weights), an lmax 1 first layer (the centre of its l = 1
  *   channels carries no weight and stays unconstrained) and the power law.
+ * - Standardised features: ln p = ln L(w) + prior on the engine's numbers and the head's
+ *   weights + ln |J|, ln |J| = -3 G sum_p ln s_p from the test's own engine pass; ln p minus the
+ *   plain parametrisation's ln p at the same weights is ln |J|; the gradient (through m_p, s_p)
+ *   against differences; one and two layers, several features, monotone or not.
  * - theta -> w -> theta round trip; a non-positive centre weight refused under -engine_monotone.
  * - Names of the weights: the paper's 17, and unique names for multi-channel engines.
  * - The binned mass function: for the power law with G = 1 it is known in closed form in
@@ -15,6 +19,7 @@
 #include "cerberus/field.h"
 #include "cerberus/likelihood.h"
 #include "cerberus/mdn.h"
+#include "cerberus/npe.h"
 #include "cerberus/posterior.h"
 #include "cerberus/status.h"
 #include "cerberus/weights.h"
@@ -32,8 +37,37 @@ typedef struct setup {
   int model;
   const char *layers;
   bool monotone;
-  int n_mono; /* centre weights expected to be parametrised */
+  int n_mono;       /* centre weights expected to be parametrised */
+  bool standardise; /* -standardise_features */
 } setup;
+
+/* ln |J| = -3 G sum_p ln s_p, with s_p the sd over the voxels of engine feature p at w, from an
+ * engine of the test's own. */
+static double test_ln_jacobian(field *f, const weights_arch *a, const double *delta,
+                               const double *w) {
+  npe *net = NULL;
+  const double *psi = NULL;
+  TEST_STATUS(npe_create(f, &a->npe, &net), CB_OK, "engine");
+  TEST_STATUS(npe_forward(net, delta, w, &psi), CB_OK, "engine forward");
+  const int P = a->mdn.n_features;
+  const ptrdiff_t nn = f->n * f->n;
+  double lj = 0;
+  for (int j = 0; j < P; j++) {
+    double sum[3] = {0, 0, 0};
+    for (ptrdiff_t q = 0; q < f->local_n0; q++)
+      for (ptrdiff_t k = 0; k < nn; k++) {
+        double x = psi[(q * P + j) * nn + k];
+        sum[0] += 1;
+        sum[1] += x;
+        sum[2] += x * x;
+      }
+    MPI_Allreduce(MPI_IN_PLACE, sum, 3, MPI_DOUBLE, MPI_SUM, f->comm);
+    double m = sum[1] / sum[0], var = sum[2] / sum[0] - m * m;
+    lj -= 3.0 * a->mdn.n_gauss * 0.5 * log(var);
+  }
+  npe_destroy(&net);
+  return lj;
+}
 
 static void arch_of(const setup *s, weights_arch *a) {
   weights_arch_default(a);
@@ -75,6 +109,7 @@ static void run_setup(MPI_Comm comm, const setup *s) {
   posterior_config cfg;
   posterior_config_default(&cfg);
   cfg.monotone = s->monotone;
+  cfg.standardise = s->standardise;
   TEST_STATUS(posterior_create(f, lk, delta, &a, &cfg, &p), CB_OK, s->name);
   const size_t d = posterior_dim(p);
   TEST_CHECK(d == weights_count(&a), "%s: dim %zu", s->name, d);
@@ -90,19 +125,40 @@ static void run_setup(MPI_Comm comm, const setup *s) {
   double lnp = 0, lnL = 0, lnL2 = 0;
   TEST_STATUS(posterior_evaluate(p, th, &lnp, g, &lnL), CB_OK, s->name);
   TEST_CHECK(isfinite(lnp), "%s: ln p not finite", s->name);
-  /* ln p = ln L(w) - |theta|^2 / 200 */
-  posterior_to_weights(p, th, w);
+  /* ln p = ln L(w) - |theta|^2 / 200 (standardised: the head's prior on w, and ln |J|) */
+  TEST_STATUS(posterior_to_weights(p, th, w), CB_OK, s->name);
   TEST_STATUS(likelihood_evaluate(lk, delta, w, &lnL2, gl, NULL), CB_OK, s->name);
-  double prior = 0;
+  const size_t ne = a.model == WEIGHTS_NPE ? npe_n_weights(&a.npe) : 1;
+  const bool stdz = s->standardise && a.model == WEIGHTS_NPE; /* the power law has no features */
+  double prior = stdz ? test_ln_jacobian(f, &a, delta, w) : 0, lprior = 0;
   for (size_t i = 0; i < d; i++) {
-    prior -= th[i] * th[i] / 200.0;
+    double x = i < ne || !stdz ? th[i] : w[i];
+    prior -= x * x / 200.0;
     if (posterior_is_monotone(p, i))
       TEST_CLOSE(w[i], log1p(exp(th[i])), 1e-14, "softplus centre");
-    else
+    else if (i < ne || !stdz)
       TEST_CHECK(w[i] == th[i], "%s: w[%zu] != theta", s->name, i);
   }
   TEST_CLOSE(lnL, lnL2, 1e-14, s->name);
-  TEST_CLOSE(lnp, lnL2 + prior, 1e-13, s->name);
+  TEST_CLOSE(lnp, lnL2 + prior, 1e-12, s->name);
+  TEST_STATUS(posterior_log_prior(p, th, &lprior), CB_OK, s->name);
+  TEST_CLOSE(lnp - lprior, lnL2, 1e-14, "ln p - posterior_log_prior = ln L");
+  if (stdz) {
+    /* the same weights in the plain parametrisation: ln p differs by ln |J| alone */
+    posterior *pl = NULL;
+    posterior_config c2 = cfg;
+    c2.standardise = false;
+    double *th2 = calloc(d, sizeof *th2), lnp2 = 0;
+    TEST_STATUS(posterior_create(f, lk, delta, &a, &c2, &pl), CB_OK, "plain posterior");
+    TEST_STATUS(posterior_from_weights(pl, "test", w, th2), CB_OK, "plain theta");
+    TEST_STATUS(posterior_evaluate(pl, th2, &lnp2, NULL, NULL), CB_OK, "plain ln p");
+    TEST_CLOSE(lnp - lnp2, test_ln_jacobian(f, &a, delta, w), 1e-9, "ln p(std) - ln p(plain)");
+    /* and the standardised head reproduces a_op psi_p + b_o: a'_op = a_op s_p */
+    for (size_t i = ne; i < d; i++)
+      TEST_CHECK(th[i] != w[i], "%s: head weight %zu not transformed", s->name, i);
+    free(th2);
+    posterior_destroy(&pl);
+  }
   /* gradient against central differences */
   for (size_t i = 0; i < d; i++) {
     double h = 1e-5, lp1, lm1, save = th[i];
@@ -238,11 +294,16 @@ int main(int argc, char **argv) {
   testing_init(&argc, &argv, &comm);
   test_names();
   const setup setups[] = {
-      {"paper", WEIGHTS_NPE, NULL, false, 0},
-      {"paper monotone", WEIGHTS_NPE, NULL, true, 1},
-      {"two channels monotone", WEIGHTS_NPE, "3:0:2", true, 2},
-      {"lmax 1 monotone", WEIGHTS_NPE, "3:1:1", true, 1},
-      {"power law", WEIGHTS_POWERLAW, NULL, false, 0},
+      {"paper", WEIGHTS_NPE, NULL, false, 0, false},
+      {"paper monotone", WEIGHTS_NPE, NULL, true, 1, false},
+      {"two channels monotone", WEIGHTS_NPE, "3:0:2", true, 2, false},
+      {"lmax 1 monotone", WEIGHTS_NPE, "3:1:1", true, 1, false},
+      {"power law", WEIGHTS_POWERLAW, NULL, false, 0, false},
+      {"paper standardised", WEIGHTS_NPE, NULL, false, 0, true},
+      {"paper monotone standardised", WEIGHTS_NPE, NULL, true, 1, true},
+      {"lmax 1 monotone standardised", WEIGHTS_NPE, "3:1:1", true, 1, true},
+      {"two layers standardised", WEIGHTS_NPE, "3:0:2,3:0:2", false, 0, true},
+      {"power law standardised (ignored)", WEIGHTS_POWERLAW, NULL, false, 0, true},
   };
   for (size_t s = 0; s < sizeof setups / sizeof *setups; s++) run_setup(comm, &setups[s]);
   test_mass_function(comm);

@@ -9,6 +9,20 @@
  * is the same N(0, 10^2)). The gradient follows by the chain rule, d w_c / d t_c = sigmoid(t_c).
  * The normalisation constant of the prior is left out (only differences of ln p matter).
  *
+ * Standardised features (-standardise_features, MODEL.md section 8): the head's weights are
+ * sampled as the weights of the standardised features (psi_p - m_p) / s_p, where m_p and s_p are
+ * the mean and standard deviation over the voxels of feature p at the current engine weights.
+ * For each head output o (alpha_i, mu_i, sigma_i) with slopes a_o (one per feature) and
+ * intercept b_o the sampled numbers are a'_op = a_op s_p and b'_o = b_o + sum_p a_op m_p, so
+ * a_op psi_p + b_o = sum_p a'_op (psi_p - m_p) / s_p + b'_o: the same model, and the prior
+ * stays N(0, 10^2) on the head's weights a, b themselves, with the Jacobian of the change,
+ * ln |d(a, b) / d(a', b')| = -n_out sum_p ln s_p (n_out = 3 G), added to ln p. The posterior
+ * of the weights is therefore exactly that of the plain parametrisation; what changes is its
+ * shape in the sampled numbers: the engine's scale and shift of psi, which the head's slopes
+ * and intercepts would otherwise have to follow along a curved ridge, no longer move them. The
+ * gradient through m_p and s_p is one more reverse pass of the engine. A feature constant over
+ * the field (s_p = 0) gives ln p = -inf.
+ *
  * It also gives the identifiable summary the diagnostics judge convergence on: the model's
  * mass function dn/dlnM (per (Mpc/h)^3 per ln M), averaged over the voxels of each of
  * five density bins of about equal voxel counts (quintiles of ln(1 + delta + eps) to 1/4096 of
@@ -28,6 +42,7 @@
 
 typedef struct posterior_config {
   bool monotone;      /* -engine_monotone */
+  bool standardise;   /* -standardise_features (npe model only; ignored for the power law) */
   double prior_sigma; /* 10 */
 } posterior_config;
 
@@ -53,9 +68,15 @@ bool posterior_is_monotone(const posterior *p, size_t i);
 int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *grad, double *lnL);
 
 /* theta -> weights, and back. The inverse refuses (CB_ERR_INPUT naming `what` and the weight)
- * a centre weight <= 0 under the monotone engine. Not collective. */
-void posterior_to_weights(const posterior *p, const double *theta, double *w);
-int posterior_from_weights(const posterior *p, const char *what, const double *w, double *theta);
+ * a centre weight <= 0 under the monotone engine, and a constant feature under standardised
+ * features. Collective when the features are standardised (an engine pass, unless theta's
+ * engine part is that of the last call); else Not collective. */
+int posterior_to_weights(posterior *p, const double *theta, double *w);
+int posterior_from_weights(posterior *p, const char *what, const double *w, double *theta);
+
+/* ln p(theta) - ln L(w(theta)): the prior and, with standardised features, the Jacobian.
+ * Collective as posterior_to_weights. */
+int posterior_log_prior(posterior *p, const double *theta, double *lprior);
 
 /* The binned mass function at theta: mf[b * POSTERIOR_MF_MASSES + m]. Collective. */
 int posterior_mass_function(posterior *p, const double *theta, double *mf);

@@ -170,8 +170,8 @@ static int fit_one(const heldout_cfg *c, int i, field *f, const double *delta, h
     st = map_find(post, &c->mc, theta, &r->lnp_a, &r->evals);
   }
   if (!st) {
-    posterior_to_weights(post, theta, w);
-    st = likelihood_evaluate(la, delta, w, &r->lnl_a, NULL, NULL);
+    st = posterior_to_weights(post, theta, w);
+    if (!st) st = likelihood_evaluate(la, delta, w, &r->lnl_a, NULL, NULL);
   }
   if (!st) st = likelihood_evaluate(lb, delta, w, &r->lnl_b, NULL, NULL);
   if (!st && c->have_prefix) {

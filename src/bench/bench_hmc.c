@@ -152,7 +152,9 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
       x[(size_t)c * (size_t)S + (size_t)s] = info.lp;
       for (int q = 0; q < NMF; q++)
         x[((size_t)(q + 1) * (size_t)K + (size_t)c) * (size_t)S + (size_t)s] = mf[q];
-      posterior_to_weights(post, hmc_position(h[c]), wd + ((size_t)c * (size_t)S + (size_t)s) * d);
+      if (!st)
+        st = posterior_to_weights(post, hmc_position(h[c]),
+                                  wd + ((size_t)c * (size_t)S + (size_t)s) * d);
     }
     if (st || t < W) continue;
     n = t + 1 - W;
@@ -216,7 +218,7 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
 
 int bench_hmc(MPI_Comm comm, options *o) {
   char fpath[4096], cpath[4096], wpath[4096], variants[256];
-  bool monotone = false, have_w = false;
+  bool monotone = false, standardise = false, have_w = false;
   long K = 4, W = 200, S = 200, seed = 1, ns = 10;
   weights_arch a;
   CB_CALL(options_string(o, "-field", "density field file (/delta), e.g. a mock", "mock.h5", fpath,
@@ -227,6 +229,9 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_string(o, "-weights", "starting weights (default: the MAP)", NULL, wpath,
                          sizeof wpath, &have_w));
   CB_CALL(options_bool(o, "-engine_monotone", "monotone engine", false, &monotone));
+  CB_CALL(options_bool(o, "-standardise_features",
+                       "sample the head's weights of the standardised features", false,
+                       &standardise));
   long map_starts = 2, map_its = 200;
   CB_CALL(options_int(o, "-map_starts", "MAP optimisations for the start (0: random starts)", 2,
                       &map_starts));
@@ -269,6 +274,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
     posterior_config pc;
     posterior_config_default(&pc);
     pc.monotone = monotone;
+    pc.standardise = standardise;
     st = posterior_create(f, lk, delta, &a, &pc, &post);
   }
   if (!st)

@@ -63,7 +63,7 @@ typedef struct infer_opts {
   long chains, seed, warmup, samples, map_starts, map_iterations, progress_every, flush_every,
       signal_at;
   int start;
-  bool overwrite, monotone, resume, have_weights, have_truth;
+  bool overwrite, monotone, standardise, resume, have_weights, have_truth;
   hmc_config hmc;
   weights_arch arch;
 } infer_opts;
@@ -97,6 +97,10 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_bool(o, "-engine_monotone",
                        "monotone engine: centre weight(s) of the first layer = softplus(t_c)",
                        false, &p->monotone));
+  CB_CALL(options_bool(o, "-standardise_features",
+                       "sample the head's weights of the standardised engine features (the same "
+                       "posterior of the weights, better shaped for the sampler; MODEL.md 8)",
+                       false, &p->standardise));
   CB_CALL(options_real(o, "-prior_sigma", "width of the Gaussian prior on every weight", 10.0,
                        &p->prior_sigma));
   CB_CALL(options_int(o, "-chains", "number of chains", 4, &p->chains));
@@ -278,6 +282,7 @@ static int setup_target(run *r) {
   posterior_config pc;
   posterior_config_default(&pc);
   pc.monotone = p->monotone;
+  pc.standardise = p->standardise;
   pc.prior_sigma = p->prior_sigma;
   CB_CALL(posterior_create(r->f, r->lk, r->delta, a, &pc, &r->post));
   r->dim = posterior_dim(r->post);
@@ -467,14 +472,14 @@ static int round_step(run *r, long step, double *acc_sum) {
     st = hmc_step(r->h[i], &info);
     double *x = r->rec + (size_t)c * R;
     const double *q = hmc_position(r->h[i]);
-    if (!st) posterior_to_weights(r->post, q, x);
+    double lprior = 0;
+    if (!st) st = posterior_to_weights(r->post, q, x);
+    if (!st) st = posterior_log_prior(r->post, q, &lprior);
     if (!st) st = posterior_mass_function(r->post, q, x + d);
     if (st) break;
-    double q2 = 0, s2 = r->p->prior_sigma * r->p->prior_sigma;
-    for (size_t k = 0; k < d; k++) q2 += q[k] * q[k];
     double *s = x + d + nmf;
     s[CHAIN_LP] = info.lp;
-    s[CHAIN_LOG_LIKELIHOOD] = info.lp + 0.5 * q2 / s2; /* ln p minus the prior */
+    s[CHAIN_LOG_LIKELIHOOD] = info.lp - lprior; /* ln p minus the prior (and Jacobian) */
     s[CHAIN_ACCEPTANCE_RATE] = info.accept_prob;
     s[CHAIN_STEP_SIZE] = info.step_size;
     s[CHAIN_N_STEPS] = info.n_steps;

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define CB_STATS_MAX_P 64 /* features a standardised head takes (checked at creation) */
+
 struct posterior {
   likelihood *lk;
   field *f;
@@ -25,10 +27,18 @@ struct posterior {
   weights_arch a;
   posterior_config cfg;
   size_t dim;
+  size_t ne;  /* engine weights (the power law's beta): the head starts at ne */
   bool *mono; /* [dim] */
   double *w;  /* [dim] scratch weights */
   double *gw; /* [dim] scratch gradient */
-  int *bin;   /* [n_real_local] density bin of each owned voxel */
+  /* standardised features: P features, their mean m and sd s over the voxels at the engine
+   * weights of te (the engine part of the theta they were computed for) */
+  bool std, have_stats;
+  int P;
+  double *m, *s, *te, *ge; /* [P], [P], [ne], [ne] */
+  double *u;               /* d(ln p) / d psi through m and s (the psi layout) */
+  const double *psi;       /* the engine's features at te */
+  int *bin;                /* [n_real_local] density bin of each owned voxel */
   double edges[POSTERIOR_MF_BINS + 1], masses[POSTERIOR_MF_MASSES];
   double nvox[POSTERIOR_MF_BINS];
   long n_eval;
@@ -36,6 +46,7 @@ struct posterior {
 
 void posterior_config_default(posterior_config *c) {
   c->monotone = false;
+  c->standardise = false;
   c->prior_sigma = 10.0;
 }
 
@@ -50,6 +61,11 @@ void posterior_destroy(posterior **pp) {
   free(p->w);
   free(p->gw);
   free(p->bin);
+  free(p->m);
+  free(p->s);
+  free(p->te);
+  free(p->ge);
+  free(p->u);
   free(p);
   *pp = NULL;
 }
@@ -73,7 +89,23 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
   p->w = calloc(p->dim, sizeof *p->w);
   p->gw = calloc(p->dim, sizeof *p->gw);
   p->bin = calloc(f->n_real_local ? (size_t)f->n_real_local : 1, sizeof *p->bin);
-  if (!p->mono || !p->w || !p->gw || !p->bin) {
+  p->ne = a->model == WEIGHTS_POWERLAW ? 1 : npe_n_weights(&a->npe);
+  p->P = a->mdn.n_features;
+  p->std = cfg->standardise && a->model == WEIGHTS_NPE && p->P > 0;
+  if (p->std && p->P > CB_STATS_MAX_P) {
+    posterior_destroy(&p);
+    return CB_ERROR(CB_ERR_INPUT, "-standardise_features takes at most %d engine features (got %d)",
+                    CB_STATS_MAX_P, a->mdn.n_features);
+  }
+  if (p->std) {
+    p->m = calloc((size_t)p->P, sizeof *p->m);
+    p->s = calloc((size_t)p->P, sizeof *p->s);
+    p->te = calloc(p->ne, sizeof *p->te);
+    p->ge = calloc(p->ne, sizeof *p->ge);
+    p->u = calloc(f->n_real_local ? (size_t)f->n_real_local * (size_t)p->P : 1, sizeof *p->u);
+  }
+  if (!p->mono || !p->w || !p->gw || !p->bin ||
+      (p->std && (!p->m || !p->s || !p->te || !p->ge || !p->u))) {
     posterior_destroy(&p);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the posterior");
   }
@@ -156,11 +188,106 @@ const double *posterior_mf_masses(const posterior *p) {
   return p->masses;
 }
 
-void posterior_to_weights(const posterior *p, const double *theta, double *w) {
-  for (size_t i = 0; i < p->dim; i++) w[i] = p->mono[i] ? mdn_softplus(theta[i]) : theta[i];
+/* The engine's weights at theta (the monotone centre weights through softplus). */
+static void engine_weights(const posterior *p, const double *theta, double *w) {
+  for (size_t i = 0; i < p->ne; i++) w[i] = p->mono[i] ? mdn_softplus(theta[i]) : theta[i];
 }
 
-int posterior_from_weights(const posterior *p, const char *what, const double *w, double *theta) {
+/* m_p and s_p at the engine part of theta (kept for the next call with the same engine part);
+ * *ok false if a feature is constant or not finite. Collective. */
+static int feature_stats(posterior *p, const double *theta, bool *ok) {
+  if (!p->have_stats || memcmp(p->te, theta, p->ne * sizeof *theta)) {
+    engine_weights(p, theta, p->w);
+    p->have_stats = false;
+    CB_CALL(npe_forward(likelihood_engine(p->lk), p->delta, p->w, &p->psi));
+    const int P = p->P;
+    const ptrdiff_t nn = p->f->n * p->f->n;
+    const double N = (double)p->f->n * (double)nn;
+    double sum[2 * CB_STATS_MAX_P];
+    memset(sum, 0, sizeof sum);
+    for (int pass = 0; pass < 2; pass++) {
+      for (ptrdiff_t q = 0; q < p->f->local_n0; q++)
+        for (int j = 0; j < P; j++) {
+          const double *x = p->psi + ((size_t)q * (size_t)P + (size_t)j) * (size_t)nn;
+          double t = 0;
+          if (pass == 0)
+            for (ptrdiff_t k = 0; k < nn; k++) t += x[k];
+          else
+            for (ptrdiff_t k = 0; k < nn; k++) t += (x[k] - p->m[j]) * (x[k] - p->m[j]);
+          sum[pass * P + j] += t;
+        }
+      field_allreduce_sum_n(p->f, sum + pass * P, (size_t)P);
+      for (int j = 0; j < P; j++) {
+        if (pass == 0)
+          p->m[j] = sum[j] / N;
+        else
+          p->s[j] = sqrt(sum[P + j] / N);
+      }
+    }
+    memcpy(p->te, theta, p->ne * sizeof *theta);
+    p->have_stats = true;
+  }
+  *ok = true;
+  for (int j = 0; j < p->P; j++)
+    if (!(p->s[j] > 0) || !isfinite(p->s[j]) || !isfinite(p->m[j])) *ok = false;
+  return CB_OK;
+}
+
+/* Head output o (block k of alpha, mu, sigma; Gaussian i): index of its slope for feature j and
+ * of its intercept (mdn.h's order). */
+static size_t slope_at(const posterior *p, int k, int i, int j) {
+  const int G = p->a.mdn.n_gauss, P = p->P;
+  return p->ne + (size_t)(k * G * (P + 1) + i * P + j);
+}
+static size_t intercept_at(const posterior *p, int k, int i) {
+  const int G = p->a.mdn.n_gauss, P = p->P;
+  return p->ne + (size_t)(k * G * (P + 1) + G * P + i);
+}
+
+/* w from theta (feature_stats done, if standardised). */
+static void map_weights(const posterior *p, const double *theta, double *w) {
+  engine_weights(p, theta, w);
+  for (size_t i = p->ne; i < p->dim; i++) w[i] = theta[i];
+  if (!p->std) return;
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < p->a.mdn.n_gauss; i++) {
+      double b = theta[intercept_at(p, k, i)];
+      for (int j = 0; j < p->P; j++) {
+        double a1 = theta[slope_at(p, k, i, j)];
+        w[slope_at(p, k, i, j)] = a1 / p->s[j];
+        b -= a1 * p->m[j] / p->s[j];
+      }
+      w[intercept_at(p, k, i)] = b;
+    }
+}
+
+static double ln_jacobian(const posterior *p) {
+  double t = 0;
+  for (int j = 0; p->std && j < p->P; j++) t -= 3.0 * p->a.mdn.n_gauss * log(p->s[j]);
+  return t;
+}
+
+static int constant_feature(const posterior *p, const char *what) {
+  for (int j = 0; j < p->P; j++)
+    if (!(p->s[j] > 0) || !isfinite(p->s[j]))
+      return CB_ERROR(CB_ERR_INPUT,
+                      "%s: engine feature %d is constant over the field (sd %g), which "
+                      "standardised features (-standardise_features) cannot represent",
+                      what, j, p->s[j]);
+  return CB_OK;
+}
+
+int posterior_to_weights(posterior *p, const double *theta, double *w) {
+  if (p->std) {
+    bool ok = true;
+    CB_CALL(feature_stats(p, theta, &ok));
+    if (!ok) CB_CALL(constant_feature(p, "the sampled point"));
+  }
+  map_weights(p, theta, w);
+  return CB_OK;
+}
+
+int posterior_from_weights(posterior *p, const char *what, const double *w, double *theta) {
   for (size_t i = 0; i < p->dim; i++) {
     if (p->mono[i]) {
       if (!(w[i] > 0)) {
@@ -176,14 +303,84 @@ int posterior_from_weights(const posterior *p, const char *what, const double *w
       theta[i] = w[i];
     }
   }
+  if (!p->std) return CB_OK;
+  bool ok = true;
+  CB_CALL(feature_stats(p, theta, &ok));
+  if (!ok) CB_CALL(constant_feature(p, what));
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < p->a.mdn.n_gauss; i++) {
+      double b = w[intercept_at(p, k, i)];
+      for (int j = 0; j < p->P; j++) {
+        double a = w[slope_at(p, k, i, j)];
+        theta[slope_at(p, k, i, j)] = a * p->s[j];
+        b += a * p->m[j];
+      }
+      theta[intercept_at(p, k, i)] = b;
+    }
+  return CB_OK;
+}
+
+/* The prior at theta whose weights are w: N(0, sigma^2) on the engine's sampled numbers and on
+ * the head's weights, plus the Jacobian. */
+static double log_prior(const posterior *p, const double *theta, const double *w) {
+  const double s2 = p->cfg.prior_sigma * p->cfg.prior_sigma;
+  double t = ln_jacobian(p);
+  for (size_t i = 0; i < p->dim; i++) {
+    double x = i < p->ne ? theta[i] : w[i];
+    t -= 0.5 * x * x / s2;
+  }
+  return t;
+}
+
+int posterior_log_prior(posterior *p, const double *theta, double *lprior) {
+  CB_CALL(posterior_to_weights(p, theta, p->w));
+  *lprior = log_prior(p, theta, p->w);
+  return CB_OK;
+}
+
+/* Standardised features: the head's gradient in the sampled numbers from G = d ln p / d w, and
+ * the engine's share through m and s, one reverse pass of the engine, added to G. */
+static int standardised_gradient(posterior *p, double *G, double *grad) {
+  const int P = p->P;
+  double dm[CB_STATS_MAX_P] = {0}, ds[CB_STATS_MAX_P] = {0};
+  for (int k = 0; k < 3; k++)
+    for (int i = 0; i < p->a.mdn.n_gauss; i++) {
+      const double Gb = G[intercept_at(p, k, i)];
+      for (int j = 0; j < P; j++) {
+        const size_t at = slope_at(p, k, i, j);
+        const double a = p->w[at], Ga = G[at];
+        grad[at] = (Ga - Gb * p->m[j]) / p->s[j];
+        dm[j] -= Gb * a;
+        ds[j] += (Gb * a * p->m[j] - Ga * a) / p->s[j];
+      }
+      grad[intercept_at(p, k, i)] = Gb;
+    }
+  const ptrdiff_t nn = p->f->n * p->f->n;
+  const double N = (double)p->f->n * (double)nn;
+  for (int j = 0; j < P; j++) ds[j] -= 3.0 * p->a.mdn.n_gauss / p->s[j]; /* the Jacobian */
+  for (ptrdiff_t q = 0; q < p->f->local_n0; q++)
+    for (int j = 0; j < P; j++) {
+      const size_t off = ((size_t)q * (size_t)P + (size_t)j) * (size_t)nn;
+      const double c0 = dm[j] / N, c1 = ds[j] / (N * p->s[j]), mj = p->m[j];
+      for (ptrdiff_t k = 0; k < nn; k++)
+        p->u[off + (size_t)k] = c0 + c1 * (p->psi[off + (size_t)k] - mj);
+    }
+  memset(p->ge, 0, p->ne * sizeof *p->ge);
+  CB_CALL(npe_backward(likelihood_engine(p->lk), p->u, p->ge, NULL));
+  field_allreduce_sum_n(p->f, p->ge, p->ne);
+  for (size_t i = 0; i < p->ne; i++) G[i] += p->ge[i];
   return CB_OK;
 }
 
 int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *grad,
                        double *lnL_out) {
-  posterior_to_weights(p, theta, p->w);
-  double lnL = 0;
-  CB_CALL(likelihood_evaluate(p->lk, p->delta, p->w, &lnL, grad ? p->gw : NULL, NULL));
+  bool ok = true;
+  if (p->std) CB_CALL(feature_stats(p, theta, &ok));
+  double lnL = -INFINITY;
+  if (ok) {
+    map_weights(p, theta, p->w);
+    CB_CALL(likelihood_evaluate(p->lk, p->delta, p->w, &lnL, grad ? p->gw : NULL, NULL));
+  }
   p->n_eval++;
   if (lnL_out) *lnL_out = lnL;
   const double s2 = p->cfg.prior_sigma * p->cfg.prior_sigma;
@@ -192,20 +389,24 @@ int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *g
     if (grad) memset(grad, 0, p->dim * sizeof *grad);
     return CB_OK;
   }
-  double prior = 0;
-  for (size_t i = 0; i < p->dim; i++) prior -= 0.5 * theta[i] * theta[i] / s2;
-  *lnp = lnL + prior;
-  if (grad)
-    for (size_t i = 0; i < p->dim; i++) {
-      double g = p->gw[i];
-      if (p->mono[i]) g *= mdn_sigmoid(theta[i]);
-      grad[i] = g - theta[i] / s2;
-    }
+  *lnp = lnL + log_prior(p, theta, p->w);
+  if (!grad) return CB_OK;
+  double *G = p->gw; /* d ln p / d w: the head's prior is on w */
+  for (size_t i = p->ne; i < p->dim; i++) G[i] -= p->w[i] / s2;
+  if (p->std)
+    CB_CALL(standardised_gradient(p, G, grad));
+  else
+    for (size_t i = p->ne; i < p->dim; i++) grad[i] = G[i];
+  for (size_t i = 0; i < p->ne; i++) {
+    double g = G[i];
+    if (p->mono[i]) g *= mdn_sigmoid(theta[i]);
+    grad[i] = g - theta[i] / s2;
+  }
   return CB_OK;
 }
 
 int posterior_mass_function(posterior *p, const double *theta, double *mf) {
-  posterior_to_weights(p, theta, p->w);
+  CB_CALL(posterior_to_weights(p, theta, p->w));
   CB_CALL(posterior_mass_function_weights(p, p->w, mf));
   return CB_OK;
 }
