@@ -8,7 +8,11 @@
  * - Standardised features: ln p = ln L(w) + prior on the engine's numbers and the head's
  *   weights + ln |J|, ln |J| = -3 G sum_p ln s_p from the test's own engine pass; ln p minus the
  *   plain parametrisation's ln p at the same weights is ln |J|; the gradient (through m_p, s_p)
- *   against differences; one and two layers, several features, monotone or not.
+ *   against differences; one and two layers, several features, monotone or not. With the
+ *   monotone engine the face, edge, corner weights and the bias are sampled relative to the
+ *   centre weight (w_i = r_i w_c, ln |J| += ln w_c each).
+ * - map_laplace: its covariance C satisfies (C H)^2 = I with H from second differences of ln p
+ *   here (C = V |Lambda|^-1 V^T), and a cap var_max bounds every variance.
  * - theta -> w -> theta round trip; a non-positive centre weight refused under -engine_monotone.
  * - Names of the weights: the paper's 17, and unique names for multi-channel engines.
  * - The binned mass function: for the power law with G = 1 it is known in closed form in
@@ -18,12 +22,15 @@
 
 #include "cerberus/field.h"
 #include "cerberus/likelihood.h"
+#include "cerberus/map.h"
 #include "cerberus/mdn.h"
 #include "cerberus/npe.h"
 #include "cerberus/posterior.h"
 #include "cerberus/status.h"
 #include "cerberus/weights.h"
 
+#include <gsl/gsl_errno.h>
+#include <gsl/gsl_linalg.h>
 #include <gsl/gsl_math.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -67,6 +74,16 @@ static double test_ln_jacobian(field *f, const weights_arch *a, const double *de
   }
   npe_destroy(&net);
   return lj;
+}
+
+/* Monotone standardised single-layer engines with one 3^3 channel: the face, edge and corner
+ * weights and the bias of the l = 0 output are sampled relative to the centre weight (index 0);
+ * the biases are the layer's last (lmax + 1)^2 weights. */
+static bool test_is_relative(const weights_arch *a, const setup *s, size_t i) {
+  if (!s->monotone || !s->standardise || a->npe.n_layers != 1 || a->npe.layer[0].channels != 1)
+    return false;
+  const int lm = a->npe.layer[0].lmax, n_out = (lm + 1) * (lm + 1);
+  return (i >= 1 && i <= 3) || i == npe_n_weights(&a->npe) - (size_t)n_out;
 }
 
 static void arch_of(const setup *s, weights_arch *a) {
@@ -131,14 +148,23 @@ static void run_setup(MPI_Comm comm, const setup *s) {
   const size_t ne = a.model == WEIGHTS_NPE ? npe_n_weights(&a.npe) : 1;
   const bool stdz = s->standardise && a.model == WEIGHTS_NPE; /* the power law has no features */
   double prior = stdz ? test_ln_jacobian(f, &a, delta, w) : 0, lprior = 0;
+  int n_rel = 0;
   for (size_t i = 0; i < d; i++) {
-    double x = i < ne || !stdz ? th[i] : w[i];
+    const bool rel = i < ne && test_is_relative(&a, s, i);
+    double x = (i < ne && !rel) || !stdz ? th[i] : w[i];
     prior -= x * x / 200.0;
-    if (posterior_is_monotone(p, i))
+    if (rel) { /* w_i = r_i w_c, ln |J| += ln w_c */
+      TEST_CLOSE(w[i], th[i] * w[0], 1e-14, "relative weight");
+      prior += log(w[0]);
+      n_rel++;
+    } else if (posterior_is_monotone(p, i)) {
       TEST_CLOSE(w[i], log1p(exp(th[i])), 1e-14, "softplus centre");
-    else if (i < ne || !stdz)
+    } else if (i < ne || !stdz) {
       TEST_CHECK(w[i] == th[i], "%s: w[%zu] != theta", s->name, i);
+    }
   }
+  TEST_CHECK(n_rel == (s->monotone && stdz && a.npe.layer[0].channels == 1 ? 4 : 0),
+             "%s: %d relative weights", s->name, n_rel);
   TEST_CLOSE(lnL, lnL2, 1e-14, s->name);
   TEST_CLOSE(lnp, lnL2 + prior, 1e-12, s->name);
   TEST_STATUS(posterior_log_prior(p, th, &lprior), CB_OK, s->name);
@@ -152,7 +178,9 @@ static void run_setup(MPI_Comm comm, const setup *s) {
     TEST_STATUS(posterior_create(f, lk, delta, &a, &c2, &pl), CB_OK, "plain posterior");
     TEST_STATUS(posterior_from_weights(pl, "test", w, th2), CB_OK, "plain theta");
     TEST_STATUS(posterior_evaluate(pl, th2, &lnp2, NULL, NULL), CB_OK, "plain ln p");
-    TEST_CLOSE(lnp - lnp2, test_ln_jacobian(f, &a, delta, w), 1e-9, "ln p(std) - ln p(plain)");
+    double lj = test_ln_jacobian(f, &a, delta, w);
+    for (size_t i = 0; i < ne; i++) lj += test_is_relative(&a, s, i) ? log(w[0]) : 0;
+    TEST_CLOSE(lnp - lnp2, lj, 1e-9, "ln p(std) - ln p(plain)");
     /* and the standardised head reproduces a_op psi_p + b_o: a'_op = a_op s_p */
     for (size_t i = ne; i < d; i++)
       TEST_CHECK(th[i] != w[i], "%s: head weight %zu not transformed", s->name, i);
@@ -171,6 +199,54 @@ static void run_setup(MPI_Comm comm, const setup *s) {
     if (!(fabs(fd - g[i]) <= 1e-6 * fmax(1.0, fabs(g[i]))))
       testing_fail(__FILE__, __LINE__, "%s: d ln p / d theta_%zu = %.10g, differences %.10g",
                    s->name, i, g[i], fd);
+  }
+  if (d <= 17) { /* the Laplace covariance: C = V |Lambda|^-1 V^T, so (C H)^2 = I, with H from
+                    second differences of ln p here */
+    double *H = calloc(d * d, sizeof *H), *C = calloc(d * d, sizeof *C),
+           *CH = calloc(d * d, sizeof *CH);
+    long nev = 0;
+    TEST_STATUS(map_laplace(p, th, 1e12, C, &nev), CB_OK, "map_laplace");
+    TEST_CHECK(nev == (long)(2 * d), "%s: map_laplace spent %ld evaluations", s->name, nev);
+    const double hs = 1e-3;
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j <= i; j++) {
+        double f[4], si = th[i], sj = th[j];
+        for (int k = 0; k < 4; k++) {
+          th[i] += (k & 1 ? -hs : hs);
+          th[j] += (k & 2 ? -hs : hs);
+          posterior_evaluate(p, th, &f[k], NULL, NULL);
+          th[i] = si;
+          th[j] = sj;
+        }
+        H[i * d + j] = H[j * d + i] = -(f[0] - f[1] - f[2] + f[3]) / (4 * hs * hs);
+      }
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < d; j++) {
+        for (size_t k = 0; k < d; k++) CH[i * d + j] += C[i * d + k] * H[k * d + j];
+        TEST_CLOSE(C[i * d + j], C[j * d + i], 1e-12, "Laplace covariance symmetric");
+      }
+    double worst = 0;
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < d; j++) {
+        double t = i == j ? -1 : 0;
+        for (size_t k = 0; k < d; k++) t += CH[i * d + k] * CH[k * d + j];
+        worst = fmax(worst, fabs(t));
+      }
+    TEST_CHECK(worst < 1e-3, "%s: (C H)^2 - I has an entry %g", s->name, worst);
+    /* positive definite, also where H is not */
+    gsl_matrix_view Cv = gsl_matrix_view_array(C, d, d);
+    gsl_error_handler_t *old = gsl_set_error_handler_off();
+    TEST_CHECK(gsl_linalg_cholesky_decomp1(&Cv.matrix) == GSL_SUCCESS,
+               "%s: the Laplace covariance is not positive definite", s->name);
+    gsl_set_error_handler(old);
+    /* the cap: every variance at most var_max */
+    TEST_STATUS(map_laplace(p, th, 1e-6, C, &nev), CB_OK, "map_laplace capped");
+    for (size_t i = 0; i < d; i++)
+      TEST_CHECK(C[i * d + i] > 0 && C[i * d + i] <= 1e-6 * (1 + 1e-9), "%s: capped variance %g",
+                 s->name, C[i * d + i]);
+    free(H);
+    free(C);
+    free(CH);
   }
   /* round trip */
   TEST_STATUS(posterior_from_weights(p, "test", w, back), CB_OK, s->name);

@@ -108,9 +108,15 @@ typedef struct hmc_config {
   long window_base;     /* first slow window, doubling (25) */
   long window_term;     /* final fast buffer (50) */
   double metric_init;   /* initial C = metric_init * I (1.0), > 0 */
-  const double *metric_init_diag; /* optional initial diag(C) (dim values, copied); NULL */
-  double shrink_diag;             /* 5: C = n/(n+5) S + 5/(n+5) C0 */
-  double shrink_dense;            /* 10 */
+  const double *metric_init_diag;  /* optional initial diag(C) (dim values, copied); NULL */
+  const double *metric_init_dense; /* optional initial C (dim * dim row-major, copied; e.g.
+                                      map_laplace's covariance): the dense and BFGS metrics start
+                                      from it, and its diagonal is C0 (the diagonal metric's start,
+                                      the shrinkage target, BFGS's full reset) unless
+                                      metric_init_diag is given; ignored in distributed mode;
+                                      NULL */
+  double shrink_diag;              /* 5: C = n/(n+5) S + 5/(n+5) C0 */
+  double shrink_dense;             /* 10 */
   double eig_floor;            /* dense/BFGS eigenvalues floored at eig_floor * largest (1e-10) */
   double bfgs_skip;            /* 1e-5 */
   bool bfgs_reset_full;        /* a rejection resets B to its initial value (false: to the value at

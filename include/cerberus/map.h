@@ -27,4 +27,12 @@ void map_config_default(map_config *c); /* Not collective. */
  * Logs one line per start. Collective. */
 int map_find(posterior *post, const map_config *cfg, double *best, double *best_lp, long *n_eval);
 
+/* The Laplace approximation's covariance at theta (a MAP): the Hessian H of -ln p by central
+ * differences of the gradient (2 dim evaluations, steps 1e-4 max(1, |theta_i|)), symmetrised,
+ * and C = V diag(1 / max(|lambda|, 1 / var_max)) V^T from its eigenpairs: a direction of
+ * negative or nearly zero curvature (the non-identifiable ridges of MODEL.md 8) gets at most
+ * var_max (e.g. the prior's variance). cov: dim * dim, row-major. *n_eval: evaluations spent.
+ * A non-finite gradient is CB_ERR_NUMERIC. Collective. */
+int map_laplace(posterior *post, const double *theta, double var_max, double *cov, long *n_eval);
+
 #endif

@@ -218,7 +218,8 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
 
 int bench_hmc(MPI_Comm comm, options *o) {
   char fpath[4096], cpath[4096], wpath[4096], variants[256];
-  bool monotone = false, standardise = false, have_w = false;
+  bool monotone = false, standardise = false, have_w = false, laplace = false;
+  double *cov = NULL; /* the Laplace covariance at the MAP */
   long K = 4, W = 200, S = 200, seed = 1, ns = 10;
   weights_arch a;
   CB_CALL(options_string(o, "-field", "density field file (/delta), e.g. a mock", "mock.h5", fpath,
@@ -229,6 +230,9 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_string(o, "-weights", "starting weights (default: the MAP)", NULL, wpath,
                          sizeof wpath, &have_w));
   CB_CALL(options_bool(o, "-engine_monotone", "monotone engine", false, &monotone));
+  CB_CALL(options_bool(o, "-laplace_metric",
+                       "start every metric from the Laplace covariance at the MAP", false,
+                       &laplace));
   CB_CALL(options_bool(o, "-standardise_features",
                        "sample the head's weights of the standardised features", false,
                        &standardise));
@@ -291,6 +295,12 @@ int bench_hmc(MPI_Comm comm, options *o) {
     long nev;
     map = calloc(posterior_dim(post), sizeof *map);
     st = map ? map_find(post, &mc, map, &lp, &nev) : CB_ERROR(CB_ERR_MEM, "out of memory");
+    if (!st && laplace) {
+      const size_t d = posterior_dim(post);
+      cov = malloc(d * d * sizeof *cov);
+      st = cov ? map_laplace(post, map, 100.0, cov, &nev) : CB_ERROR(CB_ERR_MEM, "out of memory");
+      base.metric_init_dense = cov;
+    }
   }
   hmc_run R = {.K = (int)K,
                .W = W,
@@ -316,6 +326,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   field_destroy(&f);
   free(w0);
   free(map);
+  free(cov);
   CB_CALL(st);
   return CB_OK;
 }

@@ -63,7 +63,7 @@ typedef struct infer_opts {
   long chains, seed, warmup, samples, map_starts, map_iterations, progress_every, flush_every,
       signal_at;
   int start;
-  bool overwrite, monotone, standardise, resume, have_weights, have_truth;
+  bool overwrite, monotone, standardise, laplace, resume, have_weights, have_truth;
   hmc_config hmc;
   weights_arch arch;
 } infer_opts;
@@ -126,6 +126,10 @@ static int read_options(options *o, infer_opts *p) {
                          "map,prior,file", "map", &p->start));
   CB_CALL(
       options_int(o, "-map_starts", "random starts of the MAP optimisation", 4, &p->map_starts));
+  CB_CALL(options_bool(o, "-laplace_metric",
+                       "with -start map: every chain's metric starts from the Laplace covariance "
+                       "at the MAP (2 x dim gradients)",
+                       false, &p->laplace));
   CB_CALL(options_int(o, "-map_iterations", "iterations of each MAP optimisation", 200,
                       &p->map_iterations));
   CB_CALL(options_real(o, "-init_scale", "sd of the random starting points", 0.1, &p->init_scale));
@@ -615,8 +619,19 @@ static int infer_body(run *r, options *o) {
     double *map = calloc(r->dim, sizeof *map);
     CB_CHECK(map, CB_ERR_MEM, "out of memory");
     int st = p->start == START_MAP ? map_start(r, map) : CB_OK;
+    double *cov = NULL; /* the Laplace covariance at the MAP: every chain's starting metric */
+    if (!st && p->start == START_MAP && p->laplace) {
+      long nev = 0;
+      cov = malloc(r->dim * r->dim * sizeof *cov);
+      st = cov ? map_laplace(r->post, map, p->prior_sigma * p->prior_sigma, cov, &nev)
+               : CB_ERROR(CB_ERR_MEM, "out of memory");
+      if (r->wrank == 0) r->counters[CNT_GRAD_MAP] += nev;
+      p->hmc.metric_init_dense = cov;
+    }
     st = agree(r->world, st);
     if (!st) st = agree(r->world, make_samplers(r, NULL, map));
+    p->hmc.metric_init_dense = NULL;
+    free(cov);
     free(map);
     CB_CALL(st);
     CB_CALL(chain_create(r->world, p->out, p->overwrite, &lay, &r->cf));

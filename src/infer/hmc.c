@@ -127,6 +127,7 @@ void hmc_config_default(hmc_config *c) {
   c->window_term = 50;
   c->metric_init = 1.0;
   c->metric_init_diag = NULL;
+  c->metric_init_dense = NULL;
   c->shrink_diag = 5;
   c->shrink_dense = 10;
   c->eig_floor = 1e-10;
@@ -183,6 +184,15 @@ int hmc_config_check(const hmc_config *c, size_t dim) {
       CB_CHECK(isfinite(c->metric_init_diag[i]) && c->metric_init_diag[i] > 0, CB_ERR_INPUT,
                "hmc: initial metric element %zu is %g, must be positive", i,
                c->metric_init_diag[i]);
+  if (c->metric_init_dense)
+    for (size_t i = 0; i < dim; i++) {
+      CB_CHECK(c->metric_init_dense[i * dim + i] > 0, CB_ERR_INPUT,
+               "hmc: initial dense metric diagonal element %zu is %g, must be positive", i,
+               c->metric_init_dense[i * dim + i]);
+      for (size_t j = 0; j < dim; j++)
+        CB_CHECK(isfinite(c->metric_init_dense[i * dim + j]), CB_ERR_INPUT,
+                 "hmc: initial dense metric element (%zu, %zu) is not finite", i, j);
+    }
   CB_CHECK(c->shrink_diag >= 0 && c->shrink_dense >= 0, CB_ERR_INPUT,
            "hmc: shrinkage weights %g, %g must not be negative", c->shrink_diag, c->shrink_dense);
   CB_CHECK(c->eig_floor > 0 && c->eig_floor < 1, CB_ERR_INPUT,
@@ -588,6 +598,7 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
   h->dim = dim;
   h->cfg = *cfg;
   h->cfg.metric_init_diag = NULL;
+  h->cfg.metric_init_dense = NULL;
   h->fn = logp;
   h->ctx = ctx;
   if (cfg->integrator == HMC_LEAPFROG) {
@@ -647,11 +658,15 @@ int hmc_create(MPI_Comm comm, size_t dim, const hmc_config *cfg, hmc_target_fn l
   h->mams_buf = b;
   /* Distributed: each rank draws its own momenta from its own stream (rank 0's is the seed's). */
   gsl_rng_set(h->rng, cfg->seed + (h->dist ? 1000003UL * (unsigned long)h->rank : 0));
+  const double *dense0 = h->dist ? NULL : cfg->metric_init_dense;
   for (size_t i = 0; i < d; i++)
-    h->c0[i] = cfg->metric_init_diag ? cfg->metric_init_diag[i] : cfg->metric_init;
+    h->c0[i] = cfg->metric_init_diag ? cfg->metric_init_diag[i]
+               : dense0              ? dense0[i * d + i]
+                                     : cfg->metric_init;
   if (cfg->metric == HMC_METRIC_UNIT)
     for (size_t i = 0; i < d; i++) h->c0[i] = 1.0;
   set_initial_metric(h);
+  if (dense0 && h->dense) memcpy(h->c, dense0, d * d * sizeof *h->c);
   st = metric_factor(h, false);
   if (st != CB_OK) goto fail;
   memcpy(h->q, q0, d * sizeof *q0);

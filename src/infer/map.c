@@ -9,10 +9,12 @@
 #include "cerberus/log.h"
 #include "cerberus/status.h"
 
+#include <gsl/gsl_eigen.h>
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
 #include <petsctao.h>
+#include <stdlib.h>
 #include <string.h>
 
 void map_config_default(map_config *c) {
@@ -102,4 +104,56 @@ int map_find(posterior *post, const map_config *cfg, double *best, double *best_
   *n_eval = posterior_n_evaluations(post) - ev0;
   log_info("map: best ln p = %.6f (%ld evaluations)", best_lp, *n_eval);
   return CB_OK;
+}
+
+int map_laplace(posterior *post, const double *theta, double var_max, double *cov, long *n_eval) {
+  const size_t d = posterior_dim(post);
+  CB_CHECK(var_max > 0 && isfinite(var_max), CB_ERR_INPUT,
+           "the Laplace covariance needs a positive largest variance (got %g)", var_max);
+  long ev0 = posterior_n_evaluations(post);
+  double *x = malloc(d * sizeof *x), *gp = malloc(d * sizeof *gp), *gm = malloc(d * sizeof *gm);
+  gsl_matrix *H = gsl_matrix_alloc(d, d), *V = gsl_matrix_alloc(d, d);
+  gsl_vector *lam = gsl_vector_alloc(d);
+  gsl_eigen_symmv_workspace *ws = gsl_eigen_symmv_alloc(d);
+  int st = x && gp && gm && H && V && lam && ws ? CB_OK : CB_ERROR(CB_ERR_MEM, "out of memory");
+  if (!st) memcpy(x, theta, d * sizeof *x);
+  for (size_t i = 0; i < d && !st; i++) {
+    const double h = 1e-4 * fmax(1.0, fabs(theta[i]));
+    double lp = 0, lm = 0;
+    x[i] = theta[i] + h;
+    st = posterior_evaluate(post, x, &lp, gp, NULL);
+    x[i] = theta[i] - h;
+    if (!st) st = posterior_evaluate(post, x, &lm, gm, NULL);
+    x[i] = theta[i];
+    if (!st && !(isfinite(lp) && isfinite(lm)))
+      st = CB_ERROR(CB_ERR_NUMERIC, "the Laplace approximation: ln p is not finite near the MAP");
+    for (size_t j = 0; j < d && !st; j++) gsl_matrix_set(H, i, j, -(gp[j] - gm[j]) / (2 * h));
+  }
+  if (!st) {
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < i; j++) {
+        double a = 0.5 * (gsl_matrix_get(H, i, j) + gsl_matrix_get(H, j, i));
+        gsl_matrix_set(H, i, j, a);
+        gsl_matrix_set(H, j, i, a);
+      }
+    if (gsl_eigen_symmv(H, lam, V, ws))
+      st = CB_ERROR(CB_ERR_NUMERIC, "the Laplace approximation: no eigenvalues of the Hessian");
+  }
+  for (size_t i = 0; i < d && !st; i++)
+    for (size_t j = 0; j < d; j++) {
+      double s = 0;
+      for (size_t k = 0; k < d; k++)
+        s += gsl_matrix_get(V, i, k) * gsl_matrix_get(V, j, k) /
+             fmax(fabs(gsl_vector_get(lam, k)), 1.0 / var_max);
+      cov[i * d + j] = s;
+    }
+  free(x);
+  free(gp);
+  free(gm);
+  if (H) gsl_matrix_free(H);
+  if (V) gsl_matrix_free(V);
+  if (lam) gsl_vector_free(lam);
+  if (ws) gsl_eigen_symmv_free(ws);
+  *n_eval = posterior_n_evaluations(post) - ev0;
+  return st;
 }

@@ -9,6 +9,7 @@
  * `cerberus hmf` does, and reduces the bin sums over the ranks. */
 #include "cerberus/posterior.h"
 
+#include "cerberus/conv.h"
 #include "cerberus/field.h"
 #include "cerberus/mdn.h"
 #include "cerberus/npe.h"
@@ -29,6 +30,7 @@ struct posterior {
   size_t dim;
   size_t ne;  /* engine weights (the power law's beta): the head starts at ne */
   bool *mono; /* [dim] */
+  long *rel;  /* [ne]: the centre weight that weight i is sampled relative to, or -1 */
   double *w;  /* [dim] scratch weights */
   double *gw; /* [dim] scratch gradient */
   /* standardised features: P features, their mean m and sd s over the voxels at the engine
@@ -58,6 +60,7 @@ void posterior_destroy(posterior **pp) {
   if (!pp || !*pp) return;
   posterior *p = *pp;
   free(p->mono);
+  free(p->rel);
   free(p->w);
   free(p->gw);
   free(p->bin);
@@ -104,16 +107,38 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     p->ge = calloc(p->ne, sizeof *p->ge);
     p->u = calloc(f->n_real_local ? (size_t)f->n_real_local * (size_t)p->P : 1, sizeof *p->u);
   }
-  if (!p->mono || !p->w || !p->gw || !p->bin ||
+  p->rel = malloc(p->ne * sizeof *p->rel);
+  if (!p->mono || !p->w || !p->gw || !p->bin || !p->rel ||
       (p->std && (!p->m || !p->s || !p->te || !p->ge || !p->u))) {
     posterior_destroy(&p);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the posterior");
   }
+  for (size_t i = 0; i < p->ne; i++) p->rel[i] = -1;
   if (cfg->monotone)
     for (int o = 0; o < a->npe.layer[0].channels; o++) {
       long c = weights_centre_index(a, o);
       if (c >= 0) p->mono[c] = true;
     }
+  if (cfg->monotone && p->std) {
+    /* the other weights of each monotone channel's l = 0 kernel and its bias, relative to the
+     * centre weight */
+    const npe_layer_config *l0 = &a->npe.layer[0];
+    conv *cv = NULL;
+    int st = conv_create(l0->kernel, l0->lmax, 1, l0->channels, &cv);
+    if (st) {
+      posterior_destroy(&p);
+      return st;
+    }
+    const int nlm = (l0->lmax + 1) * (l0->lmax + 1), ng = conv_n_groups(cv, 0);
+    const size_t n_kern = conv_n_weights(cv) - (size_t)conv_c_out(cv);
+    for (int o = 0; o < l0->channels; o++) {
+      long c = weights_centre_index(a, o);
+      if (c < 0) continue;
+      for (int g = 1; g < ng; g++) p->rel[c + g] = c;
+      p->rel[n_kern + (size_t)(o * nlm)] = c;
+    }
+    conv_destroy(&cv);
+  }
   /* bins in x = ln(1 + delta + eps): the extremes first */
   const double eps = a->npe.eps;
   double lo = INFINITY, hi = -INFINITY;
@@ -191,6 +216,8 @@ const double *posterior_mf_masses(const posterior *p) {
 /* The engine's weights at theta (the monotone centre weights through softplus). */
 static void engine_weights(const posterior *p, const double *theta, double *w) {
   for (size_t i = 0; i < p->ne; i++) w[i] = p->mono[i] ? mdn_softplus(theta[i]) : theta[i];
+  for (size_t i = 0; i < p->ne; i++)
+    if (p->rel[i] >= 0) w[i] = theta[i] * w[p->rel[i]];
 }
 
 /* m_p and s_p at the engine part of theta (kept for the next call with the same engine part);
@@ -261,8 +288,10 @@ static void map_weights(const posterior *p, const double *theta, double *w) {
     }
 }
 
-static double ln_jacobian(const posterior *p) {
+static double ln_jacobian(const posterior *p, const double *w) {
   double t = 0;
+  for (size_t i = 0; i < p->ne; i++)
+    if (p->rel[i] >= 0) t += log(w[p->rel[i]]); /* w_i = r_i w_c */
   for (int j = 0; p->std && j < p->P; j++) t -= 3.0 * p->a.mdn.n_gauss * log(p->s[j]);
   return t;
 }
@@ -303,6 +332,8 @@ int posterior_from_weights(posterior *p, const char *what, const double *w, doub
       theta[i] = w[i];
     }
   }
+  for (size_t i = 0; i < p->ne; i++)
+    if (p->rel[i] >= 0) theta[i] = w[i] / w[p->rel[i]];
   if (!p->std) return CB_OK;
   bool ok = true;
   CB_CALL(feature_stats(p, theta, &ok));
@@ -324,9 +355,9 @@ int posterior_from_weights(posterior *p, const char *what, const double *w, doub
  * the head's weights, plus the Jacobian. */
 static double log_prior(const posterior *p, const double *theta, const double *w) {
   const double s2 = p->cfg.prior_sigma * p->cfg.prior_sigma;
-  double t = ln_jacobian(p);
+  double t = ln_jacobian(p, w);
   for (size_t i = 0; i < p->dim; i++) {
-    double x = i < p->ne ? theta[i] : w[i];
+    double x = i < p->ne && p->rel[i] < 0 ? theta[i] : w[i];
     t -= 0.5 * x * x / s2;
   }
   return t;
@@ -397,7 +428,16 @@ int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *g
     CB_CALL(standardised_gradient(p, G, grad));
   else
     for (size_t i = p->ne; i < p->dim; i++) grad[i] = G[i];
+  /* relative weights: w_i = r_i w_c, the prior on w_i, ln |J| += ln w_c */
+  for (size_t i = 0; i < p->ne; i++)
+    if (p->rel[i] >= 0) {
+      const size_t c = (size_t)p->rel[i];
+      G[i] -= p->w[i] / s2;
+      G[c] += G[i] * theta[i] + 1.0 / p->w[c];
+      grad[i] = G[i] * p->w[c];
+    }
   for (size_t i = 0; i < p->ne; i++) {
+    if (p->rel[i] >= 0) continue;
     double g = G[i];
     if (p->mono[i]) g *= mdn_sigmoid(theta[i]);
     grad[i] = g - theta[i] / s2;
