@@ -53,6 +53,11 @@ int likelihood_set_mask(likelihood *lk, const double *mask);
  * Errors: 1 + delta + eps <= 0 in a voxel (CB_ERR_INPUT naming it). Collective. */
 int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, double *lnL,
                         double *grad_w, double *grad_delta);
+/* The same when the caller has just run npe_forward(likelihood_engine(lk), delta, w) with these
+ * delta and engine weights (e.g. for statistics of the features): the engine's features are
+ * used as they are, not computed again. Collective. */
+int likelihood_evaluate_forwarded(likelihood *lk, const double *delta, const double *w, double *lnL,
+                                  double *grad_w, double *grad_delta);
 
 /* Why the last value was -inf (LK_FINITE if it was not), and how many evaluations ended
  * with each reason since creation. Not collective (same on every rank). */

@@ -109,6 +109,8 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
 
 /* Distance between the channels of one voxel in psi (n * n). Accessors: Not collective. */
 ptrdiff_t npe_feature_stride(const npe *net);
+/* The features of the last npe_forward (the buffer it returned). */
+const double *npe_features(const npe *net);
 /* x0 = ln(1 + delta + eps) on the owned planes (valid after npe_forward). */
 const double *npe_input(const npe *net);
 /* Seconds spent waiting on ghost exchanges since creation (forward and reverse). */

@@ -21,7 +21,10 @@
  * shape in the sampled numbers: the engine's scale and shift of psi, which the head's slopes
  * and intercepts would otherwise have to follow along a curved ridge, no longer move them. The
  * gradient through m_p and s_p is one more reverse pass of the engine. A feature constant over
- * the field (s_p = 0) gives ln p = -inf.
+ * the field (s_p = 0) gives ln p = -inf. With the monotone engine as well, the other weights of
+ * each monotone channel's l = 0 kernel and its bias are sampled relative to its centre weight,
+ * w_i = r_i w_c (ln |J| += ln w_c each, the prior still on w_i): the scale of the first layer
+ * is then t_c alone, and the kink of its softplus sits at -r_bias whatever the scale.
  *
  * It also gives the identifiable summary the diagnostics judge convergence on: the model's
  * mass function dn/dlnM (per (Mpc/h)^3 per ln M), averaged over the voxels of each of

@@ -252,8 +252,21 @@ int likelihood_set_mask(likelihood *lk, const double *mask) {
   return CB_OK;
 }
 
+static int evaluate(likelihood *lk, const double *delta, const double *w, double *lnL,
+                    double *grad_w, double *grad_delta, bool forwarded);
+
 int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, double *lnL,
                         double *grad_w, double *grad_delta) {
+  return evaluate(lk, delta, w, lnL, grad_w, grad_delta, false);
+}
+
+int likelihood_evaluate_forwarded(likelihood *lk, const double *delta, const double *w, double *lnL,
+                                  double *grad_w, double *grad_delta) {
+  return evaluate(lk, delta, w, lnL, grad_w, grad_delta, lk->net != NULL);
+}
+
+static int evaluate(likelihood *lk, const double *delta, const double *w, double *lnL,
+                    double *grad_w, double *grad_delta, bool forwarded) {
   field *f = lk->f;
   const mdn_config *mc = &lk->arch.mdn;
   const ptrdiff_t n = f->n, nn = n * n;
@@ -268,7 +281,9 @@ int likelihood_evaluate(likelihood *lk, const double *delta, const double *w, do
   const ptrdiff_t stride = nn;
 
   (void)PetscLogEventBegin(ev_like, 0, 0, 0, 0);
-  if (!pl) {
+  if (!pl && forwarded) {
+    psi = npe_features(lk->net);
+  } else if (!pl) {
     CB_CALL(npe_forward(lk->net, delta, w, &psi));
   } else {
     const double eps = lk->arch.npe.eps;

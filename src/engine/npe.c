@@ -362,6 +362,9 @@ int npe_backward(npe *net, const double *dpsi, double *grad_w, double *grad_delt
   return CB_OK;
 }
 
+const double *npe_features(const npe *net) {
+  return net->psi;
+}
 ptrdiff_t npe_feature_stride(const npe *net) {
   return net->f->n * net->f->n;
 }

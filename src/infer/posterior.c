@@ -220,10 +220,11 @@ static void engine_weights(const posterior *p, const double *theta, double *w) {
     if (p->rel[i] >= 0) w[i] = theta[i] * w[p->rel[i]];
 }
 
-/* m_p and s_p at the engine part of theta (kept for the next call with the same engine part);
+/* m_p and s_p at the engine part of theta (kept for the next call with the same engine part,
+ * unless forward: then the engine runs at theta in any case, and its features are current);
  * *ok false if a feature is constant or not finite. Collective. */
-static int feature_stats(posterior *p, const double *theta, bool *ok) {
-  if (!p->have_stats || memcmp(p->te, theta, p->ne * sizeof *theta)) {
+static int feature_stats(posterior *p, const double *theta, bool forward, bool *ok) {
+  if (forward || !p->have_stats || memcmp(p->te, theta, p->ne * sizeof *theta)) {
     engine_weights(p, theta, p->w);
     p->have_stats = false;
     CB_CALL(npe_forward(likelihood_engine(p->lk), p->delta, p->w, &p->psi));
@@ -309,7 +310,7 @@ static int constant_feature(const posterior *p, const char *what) {
 int posterior_to_weights(posterior *p, const double *theta, double *w) {
   if (p->std) {
     bool ok = true;
-    CB_CALL(feature_stats(p, theta, &ok));
+    CB_CALL(feature_stats(p, theta, false, &ok));
     if (!ok) CB_CALL(constant_feature(p, "the sampled point"));
   }
   map_weights(p, theta, w);
@@ -336,7 +337,7 @@ int posterior_from_weights(posterior *p, const char *what, const double *w, doub
     if (p->rel[i] >= 0) theta[i] = w[i] / w[p->rel[i]];
   if (!p->std) return CB_OK;
   bool ok = true;
-  CB_CALL(feature_stats(p, theta, &ok));
+  CB_CALL(feature_stats(p, theta, false, &ok));
   if (!ok) CB_CALL(constant_feature(p, what));
   for (int k = 0; k < 3; k++)
     for (int i = 0; i < p->a.mdn.n_gauss; i++) {
@@ -406,11 +407,14 @@ static int standardised_gradient(posterior *p, double *G, double *grad) {
 int posterior_evaluate(posterior *p, const double *theta, double *lnp, double *grad,
                        double *lnL_out) {
   bool ok = true;
-  if (p->std) CB_CALL(feature_stats(p, theta, &ok));
+  if (p->std) CB_CALL(feature_stats(p, theta, true, &ok));
   double lnL = -INFINITY;
   if (ok) {
     map_weights(p, theta, p->w);
-    CB_CALL(likelihood_evaluate(p->lk, p->delta, p->w, &lnL, grad ? p->gw : NULL, NULL));
+    /* standardised: the engine has just run at these weights */
+    CB_CALL(p->std ? likelihood_evaluate_forwarded(p->lk, p->delta, p->w, &lnL, grad ? p->gw : NULL,
+                                                   NULL)
+                   : likelihood_evaluate(p->lk, p->delta, p->w, &lnL, grad ? p->gw : NULL, NULL));
   }
   p->n_eval++;
   if (lnL_out) *lnL_out = lnL;
