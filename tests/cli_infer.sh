@@ -96,6 +96,9 @@ same s.h5 t.h5
 # ---- other starts and architectures
 run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -map_starts 2 \
   -map_iterations 15 -o m.h5 -quiet
+run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -map_starts 1 \
+  -map_iterations 15 -engine_monotone -standardise_features -laplace_metric -metric dense \
+  -o lap.h5 -quiet
 run "$EXE" weights init -random -seed 3 -scale 0.1 -o w.h5
 run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -start file \
   -weights w.h5 -o f.h5 -quiet
@@ -133,6 +136,11 @@ with h5py.File("c.h5") as f:
         check(a in f.attrs, "root attribute " + a)
     check(f.attrs["grad_evals_sampling"] >= s["n_steps"].values.sum(), "gradient count")
     check(f.attrs["inverse_mass_matrix"].shape == (34,), "inverse mass matrix (2 x 17 diagonal)")
+with h5py.File("lap.h5") as f:  # the Laplace start: a dense metric, 17 x 17 (one chain)
+    check(f.attrs["inverse_mass_matrix"].shape == (289,), "Laplace start: inverse mass matrix %s"
+          % (f.attrs["inverse_mass_matrix"].shape,))
+    check(f.attrs["grad_evals_map"] >= 2 * 17, "Laplace start: 2 x 17 gradients counted")
+    check(bool(np.isfinite(f["sample_stats/lp"][()]).all()), "Laplace start: lp finite")
 p = xr.open_dataset("mc.h5", group="posterior")
 names = list(p["weight"].values)
 ok2 = p["weights"].shape == (1, 5, 28) and "w0_1.0_centre" in names
@@ -175,6 +183,7 @@ bad "no checkpoint" "" "$EXE" infer $O -chains 2 -o nock.h5 -resume
 bad "are for" ba.h5 "$EXE" infer $O -chains 1 -weights w2.h5 -o ba.h5
 bad "option -seed differs" "" "$EXE" infer $O -chains 2 -o k.h5 -resume -seed 9
 bad "-start file needs -weights" bs.h5 "$EXE" infer $O -start file -o bs.h5
+bad "-laplace_metric needs -start map" bl.h5 "$EXE" infer $O -laplace_metric -o bl.h5
 bad "no-such.h5" "" "$EXE" diagnose no-such.h5
 bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
 bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0

@@ -236,8 +236,8 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_bool(o, "-standardise_features",
                        "sample the head's weights of the standardised features", false,
                        &standardise));
-  long map_starts = 2, map_its = 200;
-  CB_CALL(options_int(o, "-map_starts", "MAP optimisations for the start (0: random starts)", 2,
+  long map_starts = 4, map_its = 200;
+  CB_CALL(options_int(o, "-map_starts", "MAP optimisations for the start (0: random starts)", 4,
                       &map_starts));
   CB_CALL(options_int(o, "-map_iterations", "iterations of each MAP optimisation", 200, &map_its));
   CB_CALL(options_string(o, "-variants", "comma-separated: diag,dense,bfgs,mams,mams_dense,unit",
