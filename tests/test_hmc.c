@@ -622,6 +622,43 @@ static void test_distributed(MPI_Comm comm) {
 }
 
 /* The warm-up schedule and the getters. */
+/* The quasi-Newton variant's B is learnt up to the end of the slow phase and frozen for the
+ * final fast buffer (window_term steps), where only the step size adapts: B at the end of
+ * warm-up is the one sampling keeps, and the step size is learnt for it. */
+static void test_bfgs_freeze(MPI_Comm comm) {
+  gauss g;
+  gauss_init(&g, comm, 5, 0.1, 10, true, 17);
+  double q0[5] = {0.3, -0.2, 0.1, 0.5, -0.4};
+  hmc_config c;
+  config_of(&variants[4], &c, 1201);
+  c.n_warmup = 300; /* windows 75 + 175 slow + 50 final */
+  hmc *h = NULL;
+  TEST_STATUS(hmc_create(comm, 5, &c, gauss_logp, &g, q0, &h), CB_OK, "bfgs freeze");
+  if (!h) {
+    gauss_free(&g);
+    return;
+  }
+  const double *m;
+  size_t nm = hmc_inverse_metric(h, &m);
+  double b100[25], b250[25], eps250 = 0;
+  hmc_step_info info;
+  for (long k = 0; k < c.n_warmup; k++) {
+    TEST_STATUS(hmc_step(h, &info), CB_OK, "bfgs freeze: warm-up step");
+    if (k + 1 == 100) memcpy(b100, m, nm * sizeof *m);
+    if (k + 1 == 250) {
+      memcpy(b250, m, nm * sizeof *m);
+      eps250 = hmc_step_size(h);
+    }
+  }
+  TEST_CHECK(nm == 25 && !hmc_in_warmup(h), "bfgs freeze: %zu metric entries", nm);
+  TEST_CHECK(memcmp(b100, b250, sizeof b250) != 0, "bfgs freeze: B not learnt in the slow phase");
+  TEST_CHECK(memcmp(b250, m, sizeof b250) == 0, "bfgs freeze: B changed in the final buffer");
+  TEST_CHECK(hmc_step_size(h) != eps250,
+             "bfgs freeze: the step size not adapted in the final buffer");
+  hmc_destroy(&h);
+  gauss_free(&g);
+}
+
 static void test_schedule(MPI_Comm comm) {
   gauss g;
   gauss_init_2d(&g, comm);
@@ -833,6 +870,7 @@ int main(int argc, char **argv) {
   double t3 = MPI_Wtime();
   test_bad_config(comm);
   test_schedule(comm);
+  test_bfgs_freeze(comm);
   test_mams_cap(comm);
   if (verbose && testing_rank() == 0)
     printf("ranks %.2f s, restart %.2f s, distributed %.2f s\n", t1 - t0, t2 - t1, t3 - t2);

@@ -17,7 +17,9 @@
  *    (p ~ N(0, B^-1) through the Cholesky factor of B, drift q += eps B p, kick as usual);
  *    the pairs of a rejected trajectory are discarded (B reset to its value at the start of
  *    that trajectory), or with bfgs_reset_full B is reset to its initial value. By default B
- *    is updated during warm-up only and frozen after it (so sampling is exactly invariant);
+ *    is updated during warm-up only, up to its final fast buffer (window_term steps, where the
+ *    step size is learnt afresh for the B that sampling keeps), and frozen after it (so
+ *    sampling is exactly invariant);
  *    bfgs_update_always keeps updating it (exact for Gaussians, adaptive MCMC otherwise);
  *  - step size adapted by dual averaging (Hoffman & Gelman 2014, Stan's constants) to a target
  *    acceptance (0.8), restarted at each metric update, frozen at its averaged value at the end

@@ -18,7 +18,8 @@
  * window's end), a fast final buffer (where MAMS records its draws to tune L); the step size by
  * dual averaging throughout. The quasi-Newton variant updates B from each integration step's
  * (s, y) pair, into a copy kept for the trajectory's end: accepted, the copy becomes B; rejected,
- * it is dropped (or B reset to its initial value).
+ * it is dropped (or B reset to its initial value); B is frozen for the final fast buffer, where
+ * the dual averaging restarts.
  *
  * The root draws every random number and decides every stop and acceptance; packets broadcast
  * from it keep the ranks identical (momentum, per-evaluation continue flags, the decision, the
@@ -526,6 +527,12 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
       if (h->s.win_start >= h->s.slow_end) h->s.win_start = h->s.win_end = h->s.warm_total;
     }
   }
+  if (h->cfg.metric == HMC_METRIC_BFGS && h->cfg.adapt_metric && !h->cfg.bfgs_update_always &&
+      i + 1 == h->s.slow_end && h->s.slow_end < h->s.warm_total) {
+    /* B is frozen from here: the step size is learnt afresh for it, from the averaged one */
+    if (h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
+    da_restart(h);
+  }
   if (h->cfg.algorithm == HMC_ALG_MAMS && i >= h->s.slow_end &&
       h->s.mams_n < (int64_t)h->mams_cap) {
     memcpy(h->mams_buf + (size_t)h->s.mams_n * h->dim, h->q, h->dim * sizeof *h->q);
@@ -539,9 +546,13 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
 
 /* ---- BFGS ---- */
 
+/* B is updated during warm-up until the end of the slow phase (the whole warm-up when it is
+ * too short for windows); the final fast buffer adapts the step size alone to the B that
+ * sampling will use (adapt restarts the dual averaging there), as Stan's last window does for
+ * its metric. */
 static bool bfgs_updating(const hmc *h) {
   return h->cfg.metric == HMC_METRIC_BFGS && h->cfg.adapt_metric &&
-         (h->s.warm || h->cfg.bfgs_update_always);
+         ((h->s.warm && h->s.warm_i < h->s.slow_end) || h->cfg.bfgs_update_always);
 }
 
 /* bn <- the BFGS update of bn by s = q1 - qp, y = gp - g1 (y: change of grad U = -grad ln p). */
