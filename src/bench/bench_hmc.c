@@ -265,6 +265,8 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CHECK(K >= 2, CB_ERR_INPUT, "-chains must be at least 2 for R-hat (got %ld)", K);
   CB_CHECK(W >= 0 && S >= 20, CB_ERR_INPUT, "-samples must be >= 20 and -warmup >= 0");
   CB_CHECK(rhat_every >= 1, CB_ERR_INPUT, "-rhat_every must be at least 1 (got %ld)", rhat_every);
+  CB_CHECK(!laplace || (map_starts > 0 && !have_w), CB_ERR_INPUT,
+           "-laplace_metric needs a MAP start (-map_starts > 0, no -weights)");
   int ghost = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;
   field *f = NULL;
   double *delta = NULL, *w0 = NULL;
@@ -298,7 +300,10 @@ int bench_hmc(MPI_Comm comm, options *o) {
     if (!st && laplace) {
       const size_t d = posterior_dim(post);
       cov = malloc(d * d * sizeof *cov);
-      st = cov ? map_laplace(post, map, 100.0, cov, &nev) : CB_ERROR(CB_ERR_MEM, "out of memory");
+      posterior_config pc; /* the largest variance: the prior's */
+      posterior_config_default(&pc);
+      st = cov ? map_laplace(post, map, pc.prior_sigma * pc.prior_sigma, cov, &nev)
+               : CB_ERROR(CB_ERR_MEM, "out of memory");
       base.metric_init_dense = cov;
     }
   }
