@@ -621,7 +621,6 @@ static void test_distributed(MPI_Comm comm) {
   status_clear();
 }
 
-/* The warm-up schedule and the getters. */
 /* The quasi-Newton variant's B is learnt up to the end of the slow phase and frozen for the
  * final fast buffer (window_term steps), where only the step size adapts: B at the end of
  * warm-up is the one sampling keeps, and the step size is learnt for it. */
@@ -659,6 +658,7 @@ static void test_bfgs_freeze(MPI_Comm comm) {
   gauss_free(&g);
 }
 
+/* The warm-up schedule and the getters. */
 static void test_schedule(MPI_Comm comm) {
   gauss g;
   gauss_init_2d(&g, comm);

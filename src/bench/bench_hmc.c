@@ -276,13 +276,11 @@ int bench_hmc(MPI_Comm comm, options *o) {
   if (!st) st = likelihood_create(f, &a, &lk);
   if (!st) st = likelihood_read_catalogue(lk, cpath, 0);
   if (!st && have_w) st = weights_read_expect(comm, wpath, &a, &w0);
-  if (!st) {
-    posterior_config pc;
-    posterior_config_default(&pc);
-    pc.monotone = monotone;
-    pc.standardise = standardise;
-    st = posterior_create(f, lk, delta, &a, &pc, &post);
-  }
+  posterior_config pc;
+  posterior_config_default(&pc);
+  pc.monotone = monotone;
+  pc.standardise = standardise;
+  if (!st) st = posterior_create(f, lk, delta, &a, &pc, &post);
   if (!st)
     log_info("bench hmc: %ld halos, %zu weights, %ld chains x (%ld + %ld) per variant",
              likelihood_n_halos(lk), posterior_dim(post), K, W, S);
@@ -300,8 +298,6 @@ int bench_hmc(MPI_Comm comm, options *o) {
     if (!st && laplace) {
       const size_t d = posterior_dim(post);
       cov = malloc(d * d * sizeof *cov);
-      posterior_config pc; /* the largest variance: the prior's */
-      posterior_config_default(&pc);
       st = cov ? map_laplace(post, map, pc.prior_sigma * pc.prior_sigma, cov, &nev)
                : CB_ERROR(CB_ERR_MEM, "out of memory");
       base.metric_init_dense = cov;
