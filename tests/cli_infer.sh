@@ -10,6 +10,9 @@
 #    from outside at an arbitrary moment), then -resume: the chain file equals the straight
 #    run's bit for bit (wall_time apart), on 1 rank and on 2 ranks (2 rank groups, 3 chains);
 #    stopped on 1 rank and resumed on 2, the run completes;
+#  - pooled adaptation (-pool_adaptation): 3 chains on 1 rank and on 2 rank groups give the same
+#    chain file bit for bit, so does a kill inside the warm-up and -resume; the chains end with
+#    one inverse mass matrix (and without pooling with three);
 #  - a truncated newest checkpoint: the previous one is used, with a warning, and the result is
 #    still the straight run's;
 #  - MAP starts, -start file, a two-channel monotone engine on 2 ranks; bench hmc's rows;
@@ -55,6 +58,16 @@ run mpiexec -n 2 "$EXE" infer $O -chains 3 -o s2.h5
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -signal_at 9
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -resume
 same s2.h5 k2.h5
+# pooled adaptation: 3 chains on 1 rank equal 3 chains on 2 rank groups (2 + 1) bit for bit,
+# and a kill inside the warm-up, then -resume, equals the straight run
+P="-field mock.h5 -catalogue mock.h5 -start prior -warmup 40 -samples 10 -chains 3 -pool_adaptation -quiet"
+run "$EXE" infer $P -o p1.h5
+run mpiexec -n 2 "$EXE" infer $P -o p2.h5
+same p1.h5 p2.h5
+run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -signal_at 20
+run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -resume
+same p1.h5 pk.h5
+run "$EXE" infer $P -o pa.h5 -pool_adaptation false
 # stopped on 1 rank, resumed on 2 (other rank groups): it goes on to the end (checked below)
 run "$EXE" infer $O -chains 2 -o r.h5 -signal_at 17
 run mpiexec -n 2 "$EXE" infer $O -chains 2 -o r.h5 -resume
@@ -147,6 +160,12 @@ ok2 = p["weights"].shape == (1, 5, 28) and "w0_1.0_centre" in names
 c = [names.index("w0_0.0_centre"), names.index("w0_1.0_centre")]
 ok2 = ok2 and bool(np.all(p["weights"].values[:, :, c] > 0))  # monotone: softplus(t_c) > 0
 check(ok2, "two-channel monotone run %s %s" % (p["weights"].shape, names[:6]))
+# pooled: one inverse mass matrix for the 3 chains; adapting alone, they differ
+for fn, shared in (("p1.h5", True), ("pa.h5", False)):
+    with h5py.File(fn) as f:
+        m = f.attrs["inverse_mass_matrix"].reshape(3, 17)
+        eq = bool((m == m[0]).all())
+        check(eq == shared, "%s: the chains' metrics %s" % (fn, "differ" if shared else "agree"))
 r = xr.open_dataset("r.h5", group="sample_stats")
 check(r["lp"].shape == (2, 25) and bool(np.isfinite(r["lp"].values).all()),
       "resumed on another rank count: %s" % (r["lp"].shape,))

@@ -24,6 +24,10 @@
  *   the replicated chain bit for bit; a dense metric or a rank without parameters is refused.
  * - The schedule: hmc_set_warmup(h, 0) ends warm-up (step size and metric frozen after it),
  *   hmc_set_warmup(h, 40) adapts again for exactly 40 steps; getters and step info agree.
+ * - Pooled adaptation (hmc_pool): the window's metric is the shrunk covariance of every chain's
+ *   window draws, the quasi-Newton B the chains' mean, step size and metric are shared after
+ *   warm-up (and not without pooling), a step with a pool pending is refused, chains grouped over
+ *   the ranks equal the all-local ones bit for bit, pooled chains sample a 50-D Gaussian.
  * - Bad configurations: step size <= 0, unknown metric, dim 0, MAMS with BFGS, a non-finite start
  *   are CB_ERR_INPUT. */
 #include "testing.h"
@@ -658,6 +662,222 @@ static void test_bfgs_freeze(MPI_Comm comm) {
   gauss_free(&g);
 }
 
+/* ---- pooled adaptation across chains (hmc_pool) ---- */
+
+/* K chains in rounds on comm from q0 (seeds seed + c), pooled after every round (across: see
+ * hmc_pool; chain c here when c % n_groups == group), W warm-up and n sampling steps. Chain c's
+ * sampling draws go to out[c] (coordinate-major) when out is not NULL, its final position to
+ * qend + c d when qend is not NULL. */
+static int run_pooled(MPI_Comm comm, MPI_Comm across, int group, int n_groups, gauss *g,
+                      const hmc_config *c0, int K, const double *q0, long W, long n, run *out,
+                      double *qend) {
+  hmc *h[8] = {0};
+  int idx[8], nl = 0, st = CB_OK;
+  hmc_config c = *c0;
+  c.n_warmup = W;
+  c.pool_chains = true;
+  for (int k = 0; k < K && !st; k++) {
+    if (k % n_groups != group) continue;
+    c.seed = c0->seed + (unsigned long)k;
+    idx[nl] = k;
+    st = hmc_create(comm, g->d, &c, gauss_logp, g, q0, &h[nl++]);
+  }
+  for (int i = 0; out && i < nl; i++) {
+    out[idx[i]].draws = malloc(g->d * (size_t)n * sizeof(double));
+    if (!out[idx[i]].draws) st = CB_ERR_MEM;
+  }
+  for (long t = 0; t < W + n && !st; t++) {
+    for (int i = 0; i < nl && !st; i++) {
+      st = hmc_step(h[i], NULL);
+      if (st || t < W || !out) continue;
+      const double *q = hmc_position(h[i]);
+      for (size_t j = 0; j < g->d; j++) out[idx[i]].draws[j * (size_t)n + (size_t)(t - W)] = q[j];
+    }
+    if (!st) st = hmc_pool(h, idx, nl, K, across);
+  }
+  for (int i = 0; i < nl; i++) {
+    if (!st && out) {
+      out[idx[i]].n_grad = hmc_n_grad(h[i]);
+      out[idx[i]].eps = hmc_step_size(h[i]);
+    }
+    if (!st && qend)
+      memcpy(qend + (size_t)idx[i] * g->d, hmc_position(h[i]), g->d * sizeof(double));
+    hmc_destroy(&h[i]);
+  }
+  return st;
+}
+
+/* K chains of variant v with warm-up 300 (seeds seed + k), pooled or not; *c their config. */
+static int pool_chains(MPI_Comm comm, gauss *g, const variant *v, unsigned long seed, bool pooled,
+                       const double *q0, int K, hmc **h, hmc_config *c) {
+  config_of(v, c, seed);
+  c->n_warmup = 300;
+  c->pool_chains = pooled;
+  for (int k = 0; k < K; k++) {
+    c->seed = seed + (unsigned long)k;
+    CB_CALL(hmc_create(comm, g->d, c, gauss_logp, g, q0, &h[k]));
+  }
+  return CB_OK;
+}
+
+/* Pooled adaptation: the metric at a window's end is the shrunk covariance of every chain's
+ * window draws (computed here from the positions); the quasi-Newton B at the freeze is the mean
+ * of the chains' B; after warm-up the chains share step size and metric bit for bit (without
+ * pooling they do not); a step while a pool is pending is refused; grouping the chains over the
+ * ranks (each rank a group, the chains dealt out) gives the chains of an all-local run bit for
+ * bit; pooled chains sample the 50-D Gaussian correctly (1 rank). */
+static void test_pool(MPI_Comm comm) {
+  enum { K = 3, D = 5 };
+  gauss g;
+  gauss_init(&g, comm, D, 0.1, 10, true, 23);
+  double q0[D] = {0.3, -0.2, 0.1, 0.5, -0.4};
+  int idx[K] = {0, 1, 2};
+  /* The diagonal metric at the first window's end (warm-up 300: draws 75..99). */
+  for (int pooled = 1; pooled >= 0; pooled--) {
+    const char *what = pooled ? "pool diag" : "alone diag";
+    hmc_config c;
+    hmc *h[K] = {0};
+    int st = pool_chains(comm, &g, &variants[0], 1301, pooled, q0, K, h, &c);
+    TEST_STATUS(st, CB_OK, what);
+    double sum[D] = {0}, sum2[D] = {0};
+    for (long t = 0; t < 300 && !st; t++) {
+      for (int k = 0; k < K && !st; k++) {
+        st = hmc_step(h[k], NULL);
+        if (t >= 75 && t < 100)
+          for (int i = 0; i < D; i++) {
+            double x = hmc_position(h[k])[i];
+            sum[i] += x;
+            sum2[i] += x * x;
+          }
+      }
+      if (st) break;
+      if (t == 99 && pooled) {
+        TEST_CHECK(hmc_pool_pending(h[0]) && hmc_pool_pending(h[2]), "%s: no pool pending", what);
+        TEST_STATUS(hmc_step(h[1], NULL), CB_ERR_INPUT, "a step with a pool pending");
+        status_clear();
+      }
+      st = hmc_pool(h, idx, K, K, MPI_COMM_NULL);
+      if (t == 99 && pooled && !st) {
+        const double n = 75, w = c.shrink_diag;
+        for (int k = 0; k < K; k++) {
+          const double *m;
+          hmc_inverse_metric(h[k], &m);
+          for (int i = 0; i < D; i++) {
+            double mean = sum[i] / n, var = (sum2[i] - n * mean * mean) / (n - 1);
+            double want = n / (n + w) * var + w / (n + w) * c.metric_init;
+            TEST_CHECK(fabs(m[i] - want) < 1e-9 * want, "%s: chain %d metric[%d] %.12g vs %.12g",
+                       what, k, i, m[i], want);
+          }
+        }
+      }
+    }
+    TEST_STATUS(st, CB_OK, what);
+    status_clear();
+    if (st) {
+      for (int k = 0; k < K; k++) hmc_destroy(&h[k]);
+      continue;
+    }
+    const double *m0, *m1;
+    hmc_inverse_metric(h[0], &m0);
+    hmc_inverse_metric(h[1], &m1);
+    bool same = hmc_step_size(h[0]) == hmc_step_size(h[1]) && memcmp(m0, m1, D * sizeof *m0) == 0;
+    TEST_CHECK(!hmc_in_warmup(h[0]) && same == pooled,
+               "%s: after warm-up the chains %s step size and metric (eps %.17g, %.17g)", what,
+               same ? "share" : "do not share", hmc_step_size(h[0]), hmc_step_size(h[1]));
+    TEST_CHECK(memcmp(hmc_position(h[0]), hmc_position(h[1]), D * sizeof(double)) != 0,
+               "%s: the chains are at the same position", what);
+    for (int k = 0; k < K; k++) hmc_destroy(&h[k]);
+  }
+  /* The quasi-Newton B at the freeze (warm-up 300: slow phase to 250). */
+  {
+    hmc_config c;
+    hmc *h[K] = {0};
+    int st = pool_chains(comm, &g, &variants[4], 1401, true, q0, K, h, &c);
+    double mean[D * D] = {0};
+    for (long t = 0; t < 300 && !st; t++) {
+      for (int k = 0; k < K && !st; k++) st = hmc_step(h[k], NULL);
+      if (t == 249 && !st) {
+        for (int k = 0; k < K; k++) {
+          const double *m;
+          hmc_inverse_metric(h[k], &m);
+          for (int i = 0; i < D * D; i++) mean[i] += m[i] / K;
+        }
+      }
+      if (!st) st = hmc_pool(h, idx, K, K, MPI_COMM_NULL);
+      if (t == 249 && !st) {
+        const double *m;
+        hmc_inverse_metric(h[2], &m);
+        double err = 0;
+        for (int i = 0; i < D * D; i++) err = fmax(err, fabs(m[i] - mean[i]));
+        TEST_CHECK(err < 1e-12 * fabs(mean[0]) + 1e-300, "pool bfgs: B off the chains' mean by %g",
+                   err);
+      }
+    }
+    TEST_STATUS(st, CB_OK, "pool bfgs");
+    status_clear();
+    if (!st) {
+      const double *m0, *m1;
+      hmc_inverse_metric(h[0], &m0);
+      hmc_inverse_metric(h[2], &m1);
+      TEST_CHECK(hmc_step_size(h[0]) == hmc_step_size(h[2]) &&
+                     memcmp(m0, m1, D * D * sizeof *m0) == 0,
+                 "pool bfgs: after warm-up the chains differ in step size or B");
+    }
+    for (int k = 0; k < K; k++) hmc_destroy(&h[k]);
+  }
+  gauss_free(&g);
+  /* Grouping: each rank a group of its own (MPI_COMM_SELF), the 4 chains dealt out, against all
+   * 4 chains on every rank. */
+  {
+    int rank = testing_rank(), size = testing_size();
+    gauss gs;
+    gauss_init(&gs, MPI_COMM_SELF, D, 0.1, 10, true, 23);
+    for (int v = 0; v < 2; v++) {
+      const variant *var = &variants[v == 0 ? 1 : 4];
+      hmc_config c;
+      config_of(var, &c, 1501);
+      double local[4 * D] = {0}, grouped[4 * D] = {0};
+      int st = run_pooled(MPI_COMM_SELF, MPI_COMM_NULL, 0, 1, &gs, &c, 4, q0, 200, 30, NULL, local);
+      TEST_STATUS(st, CB_OK, "pool: all chains local");
+      st = run_pooled(MPI_COMM_SELF, comm, rank, size < 4 ? size : 4, &gs, &c, 4, q0, 200, 30, NULL,
+                      grouped);
+      TEST_STATUS(st, CB_OK, "pool: chains in groups");
+      status_clear();
+      /* every chain's end point to every rank */
+      MPI_Allreduce(MPI_IN_PLACE, grouped, 4 * D, MPI_DOUBLE, MPI_SUM, comm);
+      if (size > 4) continue;
+      TEST_CHECK(same_bits(4 * D, local, grouped),
+                 "pool %s: chains grouped over %d ranks leave the all-local ones", var->name, size);
+    }
+    gauss_free(&gs);
+  }
+  /* Statistics of pooled chains on the 50-D Gaussian with condition number 1e4. */
+  if (testing_size() == 1) {
+    gauss g50;
+    gauss_init(&g50, MPI_COMM_SELF, 50, 1e-2, 1e2, false, 7);
+    double *q50 = calloc(50, sizeof(double));
+    const size_t vs[] = {0, 4, 5};
+    for (size_t k = 0; k < sizeof vs / sizeof *vs; k++) {
+      hmc_config c;
+      config_of(&variants[vs[k]], &c, 1601);
+      c.n_steps = 16;
+      run r[4] = {{0}};
+      char what[96];
+      snprintf(what, sizeof what, "50-D pooled %s", variants[vs[k]].name);
+      TEST_STATUS(
+          run_pooled(MPI_COMM_SELF, MPI_COMM_NULL, 0, 1, &g50, &c, 4, q50, 1000, 1000, r, NULL),
+          CB_OK, what);
+      for (int ch = 0; ch < 4; ch += 3)
+        if (r[ch].draws) check_moments(what, &g50, &r[ch], 1000, 5.0, 60, false);
+      if (r[0].draws && r[3].draws)
+        TEST_CHECK(r[0].eps == r[3].eps, "%s: step sizes %g, %g", what, r[0].eps, r[3].eps);
+      for (int ch = 0; ch < 4; ch++) free(r[ch].draws);
+    }
+    free(q50);
+    gauss_free(&g50);
+  }
+}
+
 /* The warm-up schedule and the getters. */
 static void test_schedule(MPI_Comm comm) {
   gauss g;
@@ -871,6 +1091,7 @@ int main(int argc, char **argv) {
   test_bad_config(comm);
   test_schedule(comm);
   test_bfgs_freeze(comm);
+  test_pool(comm);
   test_mams_cap(comm);
   if (verbose && testing_rank() == 0)
     printf("ranks %.2f s, restart %.2f s, distributed %.2f s\n", t1 - t0, t2 - t1, t3 - t2);

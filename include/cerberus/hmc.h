@@ -138,6 +138,7 @@ typedef struct hmc_config {
   int max_steps;               /* cap on the integration steps of one trajectory (1024): MAMS's
                                   n = 2 L / eps grows as the dual averaging shrinks eps (e.g. when a
                                   truncated target rejects trajectories whatever eps) */
+  bool pool_chains;            /* pooled adaptation across chains (false): see hmc_pool */
   bool distributed;            /* distributed mode (false): q split over the ranks, see above */
   unsigned long seed;          /* seed of the root's RNG (gsl_rng_mt19937) (1) */
 } hmc_config;
@@ -198,6 +199,31 @@ long hmc_n_diverging(const hmc *h); /* includes the non-finite ones */
 long hmc_n_nonfinite(const hmc *h);
 long hmc_n_grad(const hmc *h); /* target evaluations, including the one of hmc_create */
 const hmc_config *hmc_get_config(const hmc *h);
+
+/* Pooled adaptation across chains (cfg.pool_chains, not in the distributed mode). Chains that
+ * adapt alone each learn their own step size and metric from their own few hundred draws, and
+ * one badly tuned chain then mixes far slower than the others. With pool_chains the sampler
+ * defers each adaptation point (the end of a slow window, the freezing of the quasi-Newton B,
+ * the end of warm-up) to hmc_pool, which every chain of the run reaches at the same step when
+ * the chains step in rounds with the same warm-up, and where all of them adopt
+ *  - the metric of every chain's window draws (the Welford sums pooled: K times the draws, so
+ *    a quarter of the shrinkage for 4 chains) or, for the quasi-Newton variant, the mean of the
+ *    chains' B;
+ *  - the geometric mean of their step sizes (the current ones at a window's end, the dual-
+ *    averaging means at the freeze and at the end of warm-up);
+ *  - MAMS: L from the ESS sums of every chain's tuning buffer.
+ * So after warm-up every chain samples with the same step size and metric (its own jitter and
+ * random numbers). While an adaptation is pending (hmc_pool_pending), hmc_step refuses to run.
+ *
+ * hmc_pool(h, chain, n_local, n_chains, across): h[0..n_local) are the samplers of this rank,
+ * all on one communicator, chain[i] the index in [0, n_chains) of h[i]; across joins one rank
+ * (the root of the samplers' communicator) of every group of ranks that holds chains, or is
+ * MPI_COMM_NULL (on the other ranks, or when all the chains are here). Call it after every round
+ * of steps; it does nothing (no communication) when nothing is pending. The chains' parts are
+ * summed in chain order, so the result does not depend on how the chains are grouped.
+ * Collective over the samplers' communicator and across. */
+bool hmc_pool_pending(const hmc *h); /* Not collective. */
+int hmc_pool(hmc *const *h, const int *chain, int n_local, int n_chains, MPI_Comm across);
 
 /* Bitwise state. hmc_state_size: bytes (depends on dim and config only). hmc_state_save fills
  * buf on every rank with the same bytes (the root's RNG state is broadcast): Collective.

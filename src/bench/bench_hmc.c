@@ -142,7 +142,11 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
     }
     if (!st) st = hmc_create(comm, d, &cfg, target, post, q0, &h[c]);
   }
+  int *idx = calloc((size_t)K, sizeof *idx);
+  if (!idx && !st) st = CB_ERROR(CB_ERR_MEM, "out of memory");
+  for (int c = 0; idx && c < K; c++) idx[c] = c;
   for (long t = 0; t < W + S && !st; t++) {
+    if (t > 0) st = hmc_pool(h, idx, K, K, MPI_COMM_NULL); /* the last round's adaptation */
     for (int c = 0; c < K && !st; c++) {
       hmc_step_info info;
       st = hmc_step(h[c], &info);
@@ -208,6 +212,7 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
   }
   for (int c = 0; h && c < K; c++) hmc_destroy(&h[c]);
   free(h);
+  free(idx);
   free(x);
   free(wd);
   free(buf);
@@ -253,6 +258,9 @@ int bench_hmc(MPI_Comm comm, options *o) {
                        false, &stop));
   hmc_config base;
   hmc_config_default(&base);
+  CB_CALL(options_bool(o, "-pool_adaptation",
+                       "the chains adapt together: one step size and metric (hmc_pool)", false,
+                       &base.pool_chains));
   CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
   CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory", 10, &ns));
   base.n_steps = (int)ns;

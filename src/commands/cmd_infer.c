@@ -9,10 +9,12 @@
  * groups (the largest number of groups G <= K that divides the ranks; the world is split, each
  * group reads the field and catalogue and evaluates the likelihood on its own communicator);
  * the chains of a group take their steps in turn, so every chain has made the same number of
- * steps after each round. Starts (-start): the best of -map_starts optimisations to the maximum
- * a posteriori point (PETSc TAO, -tao_type blmvm by default, from seeded random points
- * N(0, init_scale^2)), or a random point of that kind per chain ("prior"), or the weights of
- * -weights FILE ("file").
+ * steps after each round. -pool_adaptation: at each adaptation point of the warm-up (hmc_pool)
+ * the chains adopt one metric, from all their draws, and one step size; the group roots pool
+ * over their own communicator. Starts (-start): the best of -map_starts optimisations to the
+ * maximum a posteriori point (PETSc TAO, -tao_type blmvm by default, from seeded random points N(0,
+ * init_scale^2)), or a random point of that kind per chain ("prior"), or the weights of -weights
+ * FILE ("file").
  *
  * Output: the chain file (chain.h: ArviZ InferenceData layout) flushed every -flush_every
  * rounds; at the end its root attributes hold the options, the code version, the gradient
@@ -122,6 +124,10 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_bool(o, "-jitter", "jitter step size and number of steps", true, &p->hmc.jitter));
   CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", 0.8,
                        &p->hmc.target_accept));
+  CB_CALL(options_bool(o, "-pool_adaptation",
+                       "the chains adapt together: at each adaptation point of the warm-up all "
+                       "adopt one metric (from every chain's draws) and one step size",
+                       false, &p->hmc.pool_chains));
   CB_CALL(options_choice(o, "-start", "starting points: map, prior (random) or file",
                          "map,prior,file", "map", &p->start));
   CB_CALL(
@@ -232,6 +238,7 @@ static int compare_options(const char *now, const char *then, const char *ckpt) 
 typedef struct run {
   infer_opts *p;
   MPI_Comm world, gcomm;
+  MPI_Comm roots; /* the group roots (rank 0 of each gcomm), for the pooled adaptation */
   int wrank, wsize, grank, group, n_groups;
   int K, n_local;
   int *local; /* chain indices of this group */
@@ -271,6 +278,9 @@ static int setup_groups(run *r) {
   CB_CHECK(MPI_Comm_split(r->world, r->group, r->wrank, &r->gcomm) == MPI_SUCCESS, CB_ERR_MPI,
            "cannot split the ranks into %d groups", G);
   MPI_Comm_rank(r->gcomm, &r->grank);
+  CB_CHECK(MPI_Comm_split(r->world, r->grank == 0 ? 0 : MPI_UNDEFINED, r->wrank, &r->roots) ==
+               MPI_SUCCESS,
+           CB_ERR_MPI, "cannot make the communicator of the group roots");
   CB_CALLOC(r->local, (size_t)r->K);
   for (int c = r->group; c < r->K; c += G) r->local[r->n_local++] = c;
   log_info("infer: %d chain(s) on %d rank group(s) of %d rank(s)%s", r->K, G, r->wsize / G,
@@ -498,6 +508,8 @@ static int round_step(run *r, long step, double *acc_sum) {
     if (r->grank != 0) memset(x, 0, R * sizeof *x); /* the group root's record counts */
   }
   CB_CALL(agree(r->world, st));
+  /* the chains' adaptation, pooled when it is due (-pool_adaptation) */
+  CB_CALL(agree(r->world, hmc_pool(r->h, r->local, r->n_local, r->K, r->roots)));
   (void)MPI_Reduce(r->rec, r->rec_sum, (int)((size_t)r->K * R), MPI_DOUBLE, MPI_SUM, 0, r->world);
   if (r->wrank == 0)
     for (int c = 0; c < r->K; c++)
@@ -581,6 +593,7 @@ static void run_free(run *r) {
   free(r->rec);
   free(r->rec_sum);
   if (r->gcomm != MPI_COMM_NULL) MPI_Comm_free(&r->gcomm);
+  if (r->roots != MPI_COMM_NULL) MPI_Comm_free(&r->roots);
 }
 
 static int infer_body(run *r, options *o) {
@@ -710,6 +723,7 @@ static int infer_run(options *o, MPI_Comm comm) {
   r.p = &p;
   r.world = comm;
   r.gcomm = MPI_COMM_NULL;
+  r.roots = MPI_COMM_NULL;
   r.K = (int)p.chains;
   r.record = options_record(o);
   struct sigaction sa, old_term, old_usr1;

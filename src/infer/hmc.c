@@ -59,7 +59,11 @@ typedef struct hmc_scalars {
   int64_t mams_n;   /* draws in the MAMS tuning buffer */
   double mams_time; /* integration time of those draws */
   int64_t n_iter, n_acc, n_div, n_nonfinite, n_grad;
+  int64_t pool; /* pooled adaptation pending (pool_chains): POOL_* bits */
 } hmc_scalars;
+
+/* The adaptation points that cfg.pool_chains defers to hmc_pool. */
+enum { POOL_WINDOW = 1, POOL_FREEZE = 2, POOL_END = 4 };
 
 #define HMC_MAGIC 0x31434d4842434dULL /* "MCBHMC1" */
 typedef struct hmc_header {
@@ -142,6 +146,7 @@ void hmc_config_default(hmc_config *c) {
   c->mams_tune_l = true;
   c->mams_mean_steps_max = 16;
   c->max_steps = 1024;
+  c->pool_chains = false;
   c->seed = 1;
 }
 
@@ -159,6 +164,8 @@ int hmc_config_check(const hmc_config *c, size_t dim) {
   CB_CHECK(!c->distributed || c->metric == HMC_METRIC_UNIT || c->metric == HMC_METRIC_DIAG,
            CB_ERR_INPUT, "hmc: the distributed mode takes the metric unit or diag, not %s",
            hmc_metric_name(c->metric));
+  CB_CHECK(!c->distributed || !c->pool_chains, CB_ERR_INPUT,
+           "hmc: pooled adaptation across chains is not available in the distributed mode");
   CB_CHECK(c->distributed || c->algorithm != HMC_ALG_MAMS || dim >= 2, CB_ERR_INPUT,
            "hmc: MAMS needs at least 2 dimensions (its isokinetic velocity lives on a sphere)");
   CB_CHECK(isfinite(c->step_size) && c->step_size > 0, CB_ERR_INPUT,
@@ -473,40 +480,63 @@ static void warmup_schedule(hmc *h, long W) {
   }
   h->s.mams_n = 0;
   h->s.mams_time = 0;
+  h->s.pool = 0;
   welford_reset(h);
   da_restart(h);
 }
 
-static int mams_tune_length(hmc *h) {
+/* MAMS: the sums over the coordinates of integration time / ESS of the tuning buffer, and
+ * their count (su[0], su[1]; reduced over the ranks). */
+static int mams_ess_sums(hmc *h, double su[2]) {
+  su[0] = su[1] = 0;
   if (h->cfg.algorithm != HMC_ALG_MAMS || !h->cfg.mams_tune_l || h->s.mams_n < 20) return CB_OK;
   size_t n = (size_t)h->s.mams_n, d = h->dim;
-  double sum = 0;
-  size_t used = 0;
   for (size_t i = 0; i < d; i++) {
     /* coordinate i of the buffer, whitened by S^-1 only in scale: ESS is scale-free */
     for (size_t k = 0; k < n; k++) h->ework[k] = h->mams_buf[k * d + i];
     double e = diagnose_ess_raw(1, n, h->ework);
     if (isfinite(e) && e > 0) {
-      sum += h->s.mams_time / e;
-      used++;
+      su[0] += h->s.mams_time / e;
+      su[1]++;
     }
   }
-  double su[2] = {sum, (double)used};
   CB_CALL(allsum(h, su, 2));
-  if (su[1] > 0) h->s.traj_len = h->cfg.mams_l_factor * su[0] / su[1];
   return CB_OK;
 }
 
 static int warmup_end(hmc *h) {
-  if (h->cfg.adapt_step && h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
-  CB_CALL(mams_tune_length(h));
   h->s.warm = 0;
+  if (h->cfg.pool_chains) { /* step size and L from every chain: hmc_pool */
+    h->s.pool |= POOL_END;
+    return CB_OK;
+  }
+  if (h->cfg.adapt_step && h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
+  double su[2];
+  CB_CALL(mams_ess_sums(h, su));
+  if (su[1] > 0) h->s.traj_len = h->cfg.mams_l_factor * su[0] / su[1];
   return CB_OK;
 }
 
 static bool uses_welford(const hmc *h) {
   return h->cfg.adapt_metric &&
          (h->cfg.metric == HMC_METRIC_DIAG || h->cfg.metric == HMC_METRIC_DENSE);
+}
+
+/* The end of a slow window: the metric from the Welford estimate, the dual averaging restarted
+ * from the current step size. */
+static int window_close(hmc *h) {
+  CB_CALL(metric_update(h));
+  welford_reset(h);
+  if (h->cfg.algorithm == HMC_ALG_MAMS) h->s.traj_len = sqrt(h->dim_global);
+  da_restart(h);
+  return CB_OK;
+}
+
+/* The end of the slow phase of the quasi-Newton variant: B is frozen from here, the step size
+ * learnt afresh for it, from the averaged one. */
+static void bfgs_freeze(hmc *h) {
+  if (h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
+  da_restart(h);
 }
 
 static int adapt(hmc *h, double accept_prob, double traj_time) {
@@ -516,10 +546,10 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
   if (uses_welford(h) && i >= h->s.win_start && i < h->s.win_end) {
     welford_add(h);
     if (i + 1 == h->s.win_end) {
-      CB_CALL(metric_update(h));
-      welford_reset(h);
-      if (h->cfg.algorithm == HMC_ALG_MAMS) h->s.traj_len = sqrt(h->dim_global);
-      da_restart(h);
+      if (h->cfg.pool_chains)
+        h->s.pool |= POOL_WINDOW; /* the Welford sums kept for hmc_pool */
+      else
+        CB_CALL(window_close(h));
       h->s.win_start = h->s.win_end;
       h->s.win_size *= 2;
       h->s.win_end = h->s.win_start + h->s.win_size;
@@ -529,9 +559,10 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
   }
   if (h->cfg.metric == HMC_METRIC_BFGS && h->cfg.adapt_metric && !h->cfg.bfgs_update_always &&
       i + 1 == h->s.slow_end && h->s.slow_end < h->s.warm_total) {
-    /* B is frozen from here: the step size is learnt afresh for it, from the averaged one */
-    if (h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
-    da_restart(h);
+    if (h->cfg.pool_chains)
+      h->s.pool |= POOL_FREEZE;
+    else
+      bfgs_freeze(h);
   }
   if (h->cfg.algorithm == HMC_ALG_MAMS && i >= h->s.slow_end &&
       h->s.mams_n < (int64_t)h->mams_cap) {
@@ -542,6 +573,117 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
   h->s.warm_i++;
   if (h->s.warm_i >= h->s.warm_total) CB_CALL(warmup_end(h));
   return CB_OK;
+}
+
+/* ---- pooled adaptation ---- */
+
+/* A chain's contribution, summed elementwise over the chains by hmc_pool:
+ *   [0] 1 (the chain count), [1] ln eps, [2] the dual-averaging mean ln eps (0 when it has not
+ *   learnt), [3] 1 when it has learnt, [4..5] MAMS's sums of time / ESS and their count,
+ *   [6] the Welford count n, [7, 7 + d) n * mean, then dd values of M2 + n mean mean^T (the
+ *   diagonal alone for a diagonal metric), then dd values of C (B for the quasi-Newton variant). */
+enum { POOL_HEAD = 7 };
+static size_t pool_size(const hmc *h) {
+  return POOL_HEAD + h->dim + 2 * h->dd;
+}
+
+static int pool_contribution(hmc *h, double *x) {
+  const size_t d = h->dim;
+  memset(x, 0, pool_size(h) * sizeof *x);
+  x[0] = 1;
+  x[1] = log(h->s.eps);
+  if (h->s.da_count > 0) {
+    x[2] = h->s.da_xbar;
+    x[3] = 1;
+  }
+  if (h->s.pool & POOL_END) CB_CALL(mams_ess_sums(h, x + 4));
+  const double n = (double)h->s.w_n;
+  double *s1 = x + POOL_HEAD, *s2 = s1 + d, *cb = s2 + h->dd;
+  x[6] = n;
+  for (size_t i = 0; i < d; i++) s1[i] = n * h->w_mean[i];
+  if (!h->dense)
+    for (size_t i = 0; i < d; i++) s2[i] = h->w_m2[i] + n * h->w_mean[i] * h->w_mean[i];
+  else
+    for (size_t i = 0; i < d; i++)
+      for (size_t j = 0; j < d; j++)
+        s2[i * d + j] = h->w_m2[i * d + j] + n * h->w_mean[i] * h->w_mean[j];
+  memcpy(cb, h->c, h->dd * sizeof *cb);
+  return CB_OK;
+}
+
+/* Apply the pooled sums x (pool_contribution's layout, summed over K chains). */
+static int pool_apply(hmc *h, const double *x) {
+  const size_t d = h->dim;
+  const double K = x[0];
+  const double *s1 = x + POOL_HEAD, *s2 = s1 + d, *cb = s2 + h->dd;
+  const int64_t bits = h->s.pool;
+  h->s.pool = 0;
+  if (bits & POOL_WINDOW) { /* the Welford estimate of all the chains' window draws */
+    const double n = x[6];
+    h->s.w_n = (int64_t)n;
+    for (size_t i = 0; i < d; i++) h->w_mean[i] = n > 0 ? s1[i] / n : 0;
+    if (!h->dense)
+      for (size_t i = 0; i < d; i++) h->w_m2[i] = s2[i] - n * h->w_mean[i] * h->w_mean[i];
+    else
+      for (size_t i = 0; i < d; i++)
+        for (size_t j = 0; j < d; j++)
+          h->w_m2[i * d + j] = s2[i * d + j] - n * h->w_mean[i] * h->w_mean[j];
+    if (h->cfg.adapt_step) h->s.eps = exp(x[1] / K); /* the geometric mean step size */
+    CB_CALL(window_close(h));
+  }
+  if (bits & POOL_FREEZE) { /* B: the mean of the chains' B */
+    for (size_t k = 0; k < h->dd; k++) h->c[k] = cb[k] / K;
+    CB_CALL(metric_factor(h, false));
+    CB_CALL(bcast_metric(h));
+    if (x[3] > 0) h->s.eps = exp(x[2] / x[3]);
+    da_restart(h);
+  }
+  if (bits & POOL_END) {
+    if (h->cfg.adapt_step && x[3] > 0) h->s.eps = exp(x[2] / x[3]);
+    if (x[5] > 0) h->s.traj_len = h->cfg.mams_l_factor * x[4] / x[5];
+  }
+  return CB_OK;
+}
+
+bool hmc_pool_pending(const hmc *h) {
+  return h->s.pool != 0;
+}
+
+int hmc_pool(hmc *const *h, const int *chain, int n_local, int n_chains, MPI_Comm across) {
+  if (n_local <= 0) return CB_OK;
+  const int64_t bits = h[0]->s.pool;
+  for (int i = 1; i < n_local; i++)
+    CB_CHECK(h[i]->s.pool == bits && h[i]->dim == h[0]->dim && h[i]->dd == h[0]->dd &&
+                 h[i]->comm == h[0]->comm,
+             CB_ERR_INPUT, "hmc_pool: chain %d is not in step with chain %d", chain[i], chain[0]);
+  if (!bits) return CB_OK;
+  const size_t P = pool_size(h[0]);
+  double *all = calloc((size_t)n_chains * P + P, sizeof *all);
+  CB_CHECK(all != NULL, CB_ERR_MEM, "out of memory for the pooled adaptation");
+  double *sum = all + (size_t)n_chains * P;
+  int st = CB_OK;
+  /* Each chain in its own slot, the others zero: the sum over the groups is exact and the
+   * chains are added in chain order whatever the grouping. */
+  for (int i = 0; i < n_local && !st; i++) {
+    if (chain[i] < 0 || chain[i] >= n_chains)
+      st = CB_ERROR(CB_ERR_INPUT, "hmc_pool: chain index %d not in [0, %d)", chain[i], n_chains);
+    else
+      st = pool_contribution(h[i], all + (size_t)chain[i] * P);
+  }
+  if (!st && across != MPI_COMM_NULL &&
+      MPI_Allreduce(MPI_IN_PLACE, all, (int)((size_t)n_chains * P), MPI_DOUBLE, MPI_SUM, across) !=
+          MPI_SUCCESS)
+    st = CB_ERROR(CB_ERR_MPI, "hmc_pool: MPI_Allreduce failed");
+  if (!st) st = bcast(h[0], all, (size_t)n_chains * P, MPI_DOUBLE);
+  if (!st) {
+    for (int c = 0; c < n_chains; c++)
+      for (size_t k = 0; k < P; k++) sum[k] += all[(size_t)c * P + k];
+    if (!(sum[0] == (double)n_chains))
+      st = CB_ERROR(CB_ERR_INPUT, "hmc_pool: %g of %d chains contributed", sum[0], n_chains);
+  }
+  for (int i = 0; i < n_local && !st; i++) st = pool_apply(h[i], sum);
+  free(all);
+  return st;
 }
 
 /* ---- BFGS ---- */
@@ -754,6 +896,8 @@ static int esh_update(hmc *h, double step, double *dk, double *nbad) {
 }
 
 int hmc_step(hmc *h, hmc_step_info *info) {
+  CB_CHECK(!h->s.pool, CB_ERR_INPUT,
+           "hmc: a pooled adaptation is pending (pool_chains: call hmc_pool after the step)");
   size_t d = h->dim;
   const hmc_config *c = &h->cfg;
   bool mams = c->algorithm == HMC_ALG_MAMS;
