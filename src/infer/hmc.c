@@ -581,10 +581,10 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
  *   [0] 1 (the chain count), [1] ln eps, [2] the dual-averaging mean ln eps (0 when it has not
  *   learnt), [3] 1 when it has learnt, [4..5] MAMS's sums of time / ESS and their count,
  *   [6] the Welford count n, [7, 7 + d) n * mean, then dd values of M2 + n mean mean^T (the
- *   diagonal alone for a diagonal metric), then dd values of C (B for the quasi-Newton variant). */
+ *   diagonal alone for a diagonal metric). */
 enum { POOL_HEAD = 7 };
 static size_t pool_size(const hmc *h) {
-  return POOL_HEAD + h->dim + 2 * h->dd;
+  return POOL_HEAD + h->dim + h->dd;
 }
 
 static int pool_contribution(hmc *h, double *x) {
@@ -598,7 +598,7 @@ static int pool_contribution(hmc *h, double *x) {
   }
   if (h->s.pool & POOL_END) CB_CALL(mams_ess_sums(h, x + 4));
   const double n = (double)h->s.w_n;
-  double *s1 = x + POOL_HEAD, *s2 = s1 + d, *cb = s2 + h->dd;
+  double *s1 = x + POOL_HEAD, *s2 = s1 + d;
   x[6] = n;
   for (size_t i = 0; i < d; i++) s1[i] = n * h->w_mean[i];
   if (!h->dense)
@@ -607,7 +607,6 @@ static int pool_contribution(hmc *h, double *x) {
     for (size_t i = 0; i < d; i++)
       for (size_t j = 0; j < d; j++)
         s2[i * d + j] = h->w_m2[i * d + j] + n * h->w_mean[i] * h->w_mean[j];
-  memcpy(cb, h->c, h->dd * sizeof *cb);
   return CB_OK;
 }
 
@@ -615,7 +614,7 @@ static int pool_contribution(hmc *h, double *x) {
 static int pool_apply(hmc *h, const double *x) {
   const size_t d = h->dim;
   const double K = x[0];
-  const double *s1 = x + POOL_HEAD, *s2 = s1 + d, *cb = s2 + h->dd;
+  const double *s1 = x + POOL_HEAD, *s2 = s1 + d;
   const int64_t bits = h->s.pool;
   h->s.pool = 0;
   if (bits & POOL_WINDOW) { /* the Welford estimate of all the chains' window draws */
@@ -631,10 +630,7 @@ static int pool_apply(hmc *h, const double *x) {
     if (h->cfg.adapt_step) h->s.eps = exp(x[1] / K); /* the geometric mean step size */
     CB_CALL(window_close(h));
   }
-  if (bits & POOL_FREEZE) { /* B: the mean of the chains' B */
-    for (size_t k = 0; k < h->dd; k++) h->c[k] = cb[k] / K;
-    CB_CALL(metric_factor(h, false));
-    CB_CALL(bcast_metric(h));
+  if (bits & POOL_FREEZE) { /* each chain keeps its own B; the step size is pooled */
     if (x[3] > 0) h->s.eps = exp(x[2] / x[3]);
     da_restart(h);
   }
