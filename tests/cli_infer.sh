@@ -207,4 +207,6 @@ bad "no-such.h5" "" "$EXE" diagnose no-such.h5
 bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
 bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0
 bad "-laplace_metric needs a MAP start" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -laplace_metric -map_starts 0
+bad "-prior_sigma must be positive (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -prior_sigma 0
+bad "-prior_sigma must be positive (got -2)" bp.h5 "$EXE" infer $O -prior_sigma -2 -o bp.h5
 exit $fail

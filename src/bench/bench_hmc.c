@@ -235,6 +235,10 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_string(o, "-weights", "starting weights (default: the MAP)", NULL, wpath,
                          sizeof wpath, &have_w));
   CB_CALL(options_bool(o, "-engine_monotone", "monotone engine", false, &monotone));
+  double prior_sigma = 10;
+  CB_CALL(options_real(o, "-prior_sigma",
+                       "width of the Gaussian prior on every weight (MODEL.md: 10)", 10.0,
+                       &prior_sigma));
   CB_CALL(options_bool(o, "-laplace_metric",
                        "start every metric from the Laplace covariance at the MAP", false,
                        &laplace));
@@ -286,6 +290,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   if (!st && have_w) st = weights_read_expect(comm, wpath, &a, &w0);
   posterior_config pc;
   posterior_config_default(&pc);
+  pc.prior_sigma = prior_sigma;
   pc.monotone = monotone;
   pc.standardise = standardise;
   if (!st) st = posterior_create(f, lk, delta, &a, &pc, &post);

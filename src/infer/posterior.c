@@ -77,7 +77,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
                      const posterior_config *cfg, posterior **out) {
   *out = NULL;
   CB_CHECK(cfg->prior_sigma > 0 && isfinite(cfg->prior_sigma), CB_ERR_INPUT,
-           "the prior width must be positive (got %g)", cfg->prior_sigma);
+           "the prior width -prior_sigma must be positive (got %g)", cfg->prior_sigma);
   CB_CHECK(!cfg->monotone || a->model == WEIGHTS_NPE, CB_ERR_INPUT,
            "-engine_monotone needs the npe model (the power law has no engine)");
   posterior *p = calloc(1, sizeof *p);
