@@ -112,6 +112,8 @@ run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 
 run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -map_starts 1 \
   -map_iterations 15 -engine_monotone -standardise_features -laplace_metric -metric dense \
   -o lap.h5 -quiet
+run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -map_starts 1 \
+  -map_iterations 15 -engine_monotone -standardise_features -relative_bias -o rb.h5 -quiet
 run "$EXE" weights init -random -seed 3 -scale 0.1 -o w.h5
 run "$EXE" infer -field mock.h5 -catalogue mock.h5 -warmup 5 -samples 5 -chains 1 -start file \
   -weights w.h5 -o f.h5 -quiet
@@ -207,6 +209,8 @@ bad "no-such.h5" "" "$EXE" diagnose no-such.h5
 bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
 bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0
 bad "-laplace_metric needs a MAP start" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -laplace_metric -map_starts 0
+bad "-relative_bias needs -engine_monotone" br.h5 "$EXE" infer $O -relative_bias -o br.h5
+bad "-relative_bias needs -engine_monotone" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -relative_bias -engine_monotone
 bad "-prior_sigma must be positive (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -prior_sigma 0
 bad "-prior_sigma must be positive (got -2)" bp.h5 "$EXE" infer $O -prior_sigma -2 -o bp.h5
 exit $fail

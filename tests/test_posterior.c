@@ -9,8 +9,8 @@
  *   weights + ln |J|, ln |J| = -3 G sum_p ln s_p from the test's own engine pass; ln p minus the
  *   plain parametrisation's ln p at the same weights is ln |J|; the gradient (through m_p, s_p)
  *   against differences; one and two layers, several features, monotone or not. With the
- *   monotone engine the face, edge, corner weights and the bias are sampled relative to the
- *   centre weight (w_i = r_i w_c, ln |J| += ln w_c each).
+ *   monotone engine the face, edge, corner weights (and with relative_bias the bias) are
+ *   sampled relative to the centre weight (w_i = r_i w_c, ln |J| += ln w_c each).
  * - map_laplace: its covariance C satisfies (C H)^2 = I with H from second differences of ln p
  *   here (C = V |Lambda|^-1 V^T), and a cap var_max bounds every variance.
  * - theta -> w -> theta round trip; a non-positive centre weight refused under -engine_monotone.
@@ -46,6 +46,7 @@ typedef struct setup {
   bool monotone;
   int n_mono;       /* centre weights expected to be parametrised */
   bool standardise; /* -standardise_features */
+  bool rel_bias;    /* relative_bias */
 } setup;
 
 /* ln |J| = -3 G sum_p ln s_p, with s_p the sd over the voxels of engine feature p at w, from an
@@ -77,13 +78,13 @@ static double test_ln_jacobian(field *f, const weights_arch *a, const double *de
 }
 
 /* Monotone standardised single-layer engines with one 3^3 channel: the face, edge and corner
- * weights and the bias of the l = 0 output are sampled relative to the centre weight (index 0);
- * the biases are the layer's last (lmax + 1)^2 weights. */
+ * weights (and with relative_bias the bias of the l = 0 output) are sampled relative to the
+ * centre weight (index 0); the biases are the layer's last (lmax + 1)^2 weights. */
 static bool test_is_relative(const weights_arch *a, const setup *s, size_t i) {
   if (!s->monotone || !s->standardise || a->npe.n_layers != 1 || a->npe.layer[0].channels != 1)
     return false;
   const int lm = a->npe.layer[0].lmax, n_out = (lm + 1) * (lm + 1);
-  return (i >= 1 && i <= 3) || i == npe_n_weights(&a->npe) - (size_t)n_out;
+  return (i >= 1 && i <= 3) || (s->rel_bias && i == npe_n_weights(&a->npe) - (size_t)n_out);
 }
 
 static void arch_of(const setup *s, weights_arch *a) {
@@ -127,6 +128,7 @@ static void run_setup(MPI_Comm comm, const setup *s) {
   posterior_config_default(&cfg);
   cfg.monotone = s->monotone;
   cfg.standardise = s->standardise;
+  cfg.relative_bias = s->rel_bias;
   TEST_STATUS(posterior_create(f, lk, delta, &a, &cfg, &p), CB_OK, s->name);
   const size_t d = posterior_dim(p);
   TEST_CHECK(d == weights_count(&a), "%s: dim %zu", s->name, d);
@@ -163,7 +165,7 @@ static void run_setup(MPI_Comm comm, const setup *s) {
       TEST_CHECK(w[i] == th[i], "%s: w[%zu] != theta", s->name, i);
     }
   }
-  TEST_CHECK(n_rel == (s->monotone && stdz && a.npe.layer[0].channels == 1 ? 4 : 0),
+  TEST_CHECK(n_rel == (s->monotone && stdz && a.npe.layer[0].channels == 1 ? 3 + s->rel_bias : 0),
              "%s: %d relative weights", s->name, n_rel);
   TEST_CLOSE(lnL, lnL2, 1e-14, s->name);
   TEST_CLOSE(lnp, lnL2 + prior, 1e-12, s->name);
@@ -370,16 +372,17 @@ int main(int argc, char **argv) {
   testing_init(&argc, &argv, &comm);
   test_names();
   const setup setups[] = {
-      {"paper", WEIGHTS_NPE, NULL, false, 0, false},
-      {"paper monotone", WEIGHTS_NPE, NULL, true, 1, false},
-      {"two channels monotone", WEIGHTS_NPE, "3:0:2", true, 2, false},
-      {"lmax 1 monotone", WEIGHTS_NPE, "3:1:1", true, 1, false},
-      {"power law", WEIGHTS_POWERLAW, NULL, false, 0, false},
-      {"paper standardised", WEIGHTS_NPE, NULL, false, 0, true},
-      {"paper monotone standardised", WEIGHTS_NPE, NULL, true, 1, true},
-      {"lmax 1 monotone standardised", WEIGHTS_NPE, "3:1:1", true, 1, true},
-      {"two layers standardised", WEIGHTS_NPE, "3:0:2,3:0:2", false, 0, true},
-      {"power law standardised (ignored)", WEIGHTS_POWERLAW, NULL, false, 0, true},
+      {"paper", WEIGHTS_NPE, NULL, false, 0, false, false},
+      {"paper monotone", WEIGHTS_NPE, NULL, true, 1, false, false},
+      {"two channels monotone", WEIGHTS_NPE, "3:0:2", true, 2, false, false},
+      {"lmax 1 monotone", WEIGHTS_NPE, "3:1:1", true, 1, false, false},
+      {"power law", WEIGHTS_POWERLAW, NULL, false, 0, false, false},
+      {"paper standardised", WEIGHTS_NPE, NULL, false, 0, true, false},
+      {"paper monotone standardised", WEIGHTS_NPE, NULL, true, 1, true, false},
+      {"paper monotone standardised relative bias", WEIGHTS_NPE, NULL, true, 1, true, true},
+      {"lmax 1 monotone standardised", WEIGHTS_NPE, "3:1:1", true, 1, true, false},
+      {"two layers standardised", WEIGHTS_NPE, "3:0:2,3:0:2", false, 0, true, false},
+      {"power law standardised (ignored)", WEIGHTS_POWERLAW, NULL, false, 0, true, false},
   };
   for (size_t s = 0; s < sizeof setups / sizeof *setups; s++) run_setup(comm, &setups[s]);
   test_mass_function(comm);

@@ -22,9 +22,12 @@
  * and intercepts would otherwise have to follow along a curved ridge, no longer move them. The
  * gradient through m_p and s_p is one more reverse pass of the engine. A feature constant over
  * the field (s_p = 0) gives ln p = -inf. With the monotone engine as well, the other weights of
- * each monotone channel's l = 0 kernel and its bias are sampled relative to its centre weight,
- * w_i = r_i w_c (ln |J| += ln w_c each, the prior still on w_i): the scale of the first layer
- * is then t_c alone, and the kink of its softplus sits at -r_bias whatever the scale.
+ * each monotone channel's l = 0 kernel are sampled relative to its centre weight, w_i = r_i w_c
+ * (ln |J| += ln w_c each, the prior still on w_i): the scale of the first layer is then t_c
+ * alone. Its bias stays a number of its own: on the 64^3 posterior (t_c, b) lie along a nearly
+ * straight ridge (the log scale rising with b), which r_b = b / w_c bends into a curve the
+ * metric cannot follow (cfg.relative_bias makes the bias relative too, w_b = r_b w_c: the kink
+ * of the softplus then sits at -r_b whatever the scale).
  *
  * It also gives the identifiable summary the diagnostics judge convergence on: the model's
  * mass function dn/dlnM (per (Mpc/h)^3 per ln M), averaged over the voxels of each of
@@ -46,6 +49,8 @@
 typedef struct posterior_config {
   bool monotone;      /* -engine_monotone */
   bool standardise;   /* -standardise_features (npe model only; ignored for the power law) */
+  bool relative_bias; /* -relative_bias: with monotone and standardised, the first layer's bias
+                         too is sampled relative to the centre weight (false: its own number) */
   double prior_sigma; /* 10 */
 } posterior_config;
 

@@ -223,7 +223,7 @@ static int run_variant(MPI_Comm comm, posterior *post, const char *name, const h
 
 int bench_hmc(MPI_Comm comm, options *o) {
   char fpath[4096], cpath[4096], wpath[4096], variants[256];
-  bool monotone = false, standardise = false, have_w = false, laplace = false;
+  bool monotone = false, standardise = false, have_w = false, laplace = false, rel_bias = false;
   double *cov = NULL; /* the Laplace covariance at the MAP */
   long K = 4, W = 200, S = 200, seed = 1, ns = 10;
   weights_arch a;
@@ -242,6 +242,10 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_bool(o, "-laplace_metric",
                        "start every metric from the Laplace covariance at the MAP", false,
                        &laplace));
+  CB_CALL(options_bool(o, "-relative_bias",
+                       "with -engine_monotone -standardise_features: the first layer's bias "
+                       "relative to its centre weight",
+                       false, &rel_bias));
   CB_CALL(options_bool(o, "-standardise_features",
                        "sample the head's weights of the standardised features", false,
                        &standardise));
@@ -277,6 +281,8 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CHECK(K >= 2, CB_ERR_INPUT, "-chains must be at least 2 for R-hat (got %ld)", K);
   CB_CHECK(W >= 0 && S >= 20, CB_ERR_INPUT, "-samples must be >= 20 and -warmup >= 0");
   CB_CHECK(rhat_every >= 1, CB_ERR_INPUT, "-rhat_every must be at least 1 (got %ld)", rhat_every);
+  CB_CHECK(!rel_bias || (monotone && standardise), CB_ERR_INPUT,
+           "-relative_bias needs -engine_monotone and -standardise_features");
   CB_CHECK(!laplace || (map_starts > 0 && !have_w), CB_ERR_INPUT,
            "-laplace_metric needs a MAP start (-map_starts > 0, no -weights)");
   int ghost = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;
@@ -293,6 +299,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   pc.prior_sigma = prior_sigma;
   pc.monotone = monotone;
   pc.standardise = standardise;
+  pc.relative_bias = rel_bias;
   if (!st) st = posterior_create(f, lk, delta, &a, &pc, &post);
   if (!st)
     log_info("bench hmc: %ld halos, %zu weights, %ld chains x (%ld + %ld) per variant",

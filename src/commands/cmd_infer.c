@@ -65,7 +65,7 @@ typedef struct infer_opts {
   long chains, seed, warmup, samples, map_starts, map_iterations, progress_every, flush_every,
       signal_at;
   int start;
-  bool overwrite, monotone, standardise, laplace, resume, have_weights, have_truth;
+  bool overwrite, monotone, standardise, relative_bias, laplace, resume, have_weights, have_truth;
   hmc_config hmc;
   weights_arch arch;
 } infer_opts;
@@ -103,6 +103,10 @@ static int read_options(options *o, infer_opts *p) {
                        "sample the head's weights of the standardised engine features (the same "
                        "posterior of the weights, better shaped for the sampler; MODEL.md 8)",
                        false, &p->standardise));
+  CB_CALL(options_bool(o, "-relative_bias",
+                       "with -engine_monotone -standardise_features: sample the first layer's "
+                       "bias relative to its centre weight (default: its own number)",
+                       false, &p->relative_bias));
   CB_CALL(options_real(o, "-prior_sigma", "width of the Gaussian prior on every weight", 10.0,
                        &p->prior_sigma));
   CB_CALL(options_int(o, "-chains", "number of chains", 4, &p->chains));
@@ -175,6 +179,8 @@ static int read_options(options *o, infer_opts *p) {
            "-mass_threshold must be positive (got %g)", p->mth);
   CB_CHECK(p->start != START_FILE || p->have_weights, CB_ERR_INPUT,
            "-start file needs -weights FILE");
+  CB_CHECK(!p->relative_bias || (p->monotone && p->standardise), CB_ERR_INPUT,
+           "-relative_bias needs -engine_monotone and -standardise_features");
   CB_CHECK(!p->laplace || p->start == START_MAP, CB_ERR_INPUT,
            "-laplace_metric needs -start map (the Laplace covariance is taken at the MAP)");
   if (!have_ck) snprintf(p->ckpt, sizeof p->ckpt, "%s.ckpt", p->out);
@@ -299,6 +305,7 @@ static int setup_target(run *r) {
   posterior_config_default(&pc);
   pc.monotone = p->monotone;
   pc.standardise = p->standardise;
+  pc.relative_bias = p->relative_bias;
   pc.prior_sigma = p->prior_sigma;
   CB_CALL(posterior_create(r->f, r->lk, r->delta, a, &pc, &r->post));
   r->dim = posterior_dim(r->post);

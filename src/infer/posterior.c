@@ -49,6 +49,7 @@ struct posterior {
 void posterior_config_default(posterior_config *c) {
   c->monotone = false;
   c->standardise = false;
+  c->relative_bias = false;
   c->prior_sigma = 10.0;
 }
 
@@ -120,8 +121,8 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
       if (c >= 0) p->mono[c] = true;
     }
   if (cfg->monotone && p->std) {
-    /* the other weights of each monotone channel's l = 0 kernel and its bias, relative to the
-     * centre weight */
+    /* the other weights of each monotone channel's l = 0 kernel (and with relative_bias its
+     * bias) relative to the centre weight */
     const npe_layer_config *l0 = &a->npe.layer[0];
     conv *cv = NULL;
     int st = conv_create(l0->kernel, l0->lmax, 1, l0->channels, &cv);
@@ -135,7 +136,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
       long c = weights_centre_index(a, o);
       if (c < 0) continue;
       for (int g = 1; g < ng; g++) p->rel[c + g] = c;
-      p->rel[n_kern + (size_t)(o * nlm)] = c;
+      if (cfg->relative_bias) p->rel[n_kern + (size_t)(o * nlm)] = c;
     }
     conv_destroy(&cv);
   }
