@@ -59,15 +59,18 @@ run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -signal_at 9
 run mpiexec -n 2 "$EXE" infer $O -chains 3 -o k2.h5 -resume
 same s2.h5 k2.h5
 # pooled adaptation: 3 chains on 1 rank equal 3 chains on 2 rank groups (2 + 1) bit for bit,
-# and a kill inside the warm-up, then -resume, equals the straight run
+# and a kill inside the warm-up, then -resume, equals the straight run (left out under the
+# sanitizers: test_hmc runs the pooling code there)
 P="-field mock.h5 -catalogue mock.h5 -start prior -warmup 40 -samples 10 -chains 3 -pool_adaptation -quiet"
-run "$EXE" infer $P -o p1.h5
-run mpiexec -n 2 "$EXE" infer $P -o p2.h5
-same p1.h5 p2.h5
-run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -signal_at 20
-run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -resume
-same p1.h5 pk.h5
-run "$EXE" infer $P -o pa.h5 -pool_adaptation false
+if [ -z "${ASAN_OPTIONS:-}" ]; then
+  run "$EXE" infer $P -o p1.h5
+  run mpiexec -n 2 "$EXE" infer $P -o p2.h5
+  same p1.h5 p2.h5
+  run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -signal_at 20
+  run mpiexec -n 2 "$EXE" infer $P -o pk.h5 -resume
+  same p1.h5 pk.h5
+  run "$EXE" infer $P -o pa.h5 -pool_adaptation false
+fi
 # stopped on 1 rank, resumed on 2 (other rank groups): it goes on to the end (checked below)
 run "$EXE" infer $O -chains 2 -o r.h5 -signal_at 17
 run mpiexec -n 2 "$EXE" infer $O -chains 2 -o r.h5 -resume
@@ -163,7 +166,10 @@ c = [names.index("w0_0.0_centre"), names.index("w0_1.0_centre")]
 ok2 = ok2 and bool(np.all(p["weights"].values[:, :, c] > 0))  # monotone: softplus(t_c) > 0
 check(ok2, "two-channel monotone run %s %s" % (p["weights"].shape, names[:6]))
 # pooled: one inverse mass matrix for the 3 chains; adapting alone, they differ
+import os
 for fn, shared in (("p1.h5", True), ("pa.h5", False)):
+    if os.environ.get("ASAN_OPTIONS"):
+        break
     with h5py.File(fn) as f:
         m = f.attrs["inverse_mass_matrix"].reshape(3, 17)
         eq = bool((m == m[0]).all())

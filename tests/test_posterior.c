@@ -263,7 +263,7 @@ static void run_setup(MPI_Comm comm, const setup *s) {
   }
   /* names: unique */
   char(*names)[64] = calloc(d, sizeof *names);
-  for (size_t i = 0; i < d; i++) {
+  for (size_t i = 0; names && i < d; i++) {
     TEST_STATUS(weights_name(&a, i, names[i], 64), CB_OK, "name");
     for (size_t j = 0; j < i; j++)
       TEST_CHECK(strcmp(names[i], names[j]), "%s: names %zu and %zu are both %s", s->name, j, i,

@@ -32,6 +32,8 @@
  *    trajectory length L from the effective sample size of the last warm-up window
  *    (L = mams_l_factor * integration time / ESS, averaged over the coordinates), the L used
  *    capped at mams_mean_steps_max step sizes.
+ *  - pooled adaptation across chains (pool_chains): one step size and one Welford metric for
+ *    all the chains of a run, see hmc_pool.
  *
  * Parallelism. The parameters q are replicated: the same q on every rank of comm. The target
  * is collective over comm (it reduces its own sums inside) and must return the same values

@@ -4,7 +4,8 @@
  * communicator, all from the best of -map_starts MAP optimisations (map.h; its cost is reported
  * apart, map_seconds, and not counted in grads), or from random starts N(0, 0.1^2) with
  * -map_starts 0, or from -weights FILE. The default mock is `cerberus mock -o mock.h5` (64^3,
- * 250 Mpc/h, st-pbs); -engine_monotone and the architecture options apply to every variant.
+ * 250 Mpc/h, st-pbs); -engine_monotone, -standardise_features, -relative_bias, -prior_sigma,
+ * -pool_adaptation and the architecture options apply to every variant.
  *
  * Variants (-variants, comma-separated): diag, dense, bfgs (HMC, leapfrog, with that metric;
  * bfgs is the quasi-Newton variant), mams (MAMS with a diagonal metric), mams_dense, unit.

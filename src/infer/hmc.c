@@ -20,6 +20,8 @@
  * (s, y) pair, into a copy kept for the trajectory's end: accepted, the copy becomes B; rejected,
  * it is dropped (or B reset to its initial value); B is frozen for the final fast buffer, where
  * the dual averaging restarts.
+ * With pool_chains each of these adaptation points is deferred to hmc_pool, where every chain
+ * adopts the pooled Welford metric and the geometric mean of the chains' step sizes.
  *
  * The root draws every random number and decides every stop and acceptance; packets broadcast
  * from it keep the ranks identical (momentum, per-evaluation continue flags, the decision, the
