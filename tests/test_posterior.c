@@ -176,6 +176,7 @@ static void run_setup(MPI_Comm comm, const setup *s) {
     posterior *pl = NULL;
     posterior_config c2 = cfg;
     c2.standardise = false;
+    c2.relative_bias = false; /* the plain parametrisation has no relative weights */
     double *th2 = calloc(d, sizeof *th2), lnp2 = 0;
     TEST_STATUS(posterior_create(f, lk, delta, &a, &c2, &pl), CB_OK, "plain posterior");
     TEST_STATUS(posterior_from_weights(pl, "test", w, th2), CB_OK, "plain theta");

@@ -59,8 +59,8 @@ void posterior_config_default(posterior_config *c); /* Not collective. */
 typedef struct posterior posterior;
 
 /* f, lk (made on f with the architecture a) and delta (owned planes of f) must outlive the
- * posterior. CB_ERR_INPUT for a monotone power law (there is no engine) or a prior width
- * <= 0. Collective (the bin edges). */
+ * posterior. CB_ERR_INPUT for a monotone power law (there is no engine), a prior width
+ * <= 0, or relative_bias without monotone and standardise. Collective (the bin edges). */
 int posterior_create(field *f, likelihood *lk, const double *delta, const weights_arch *a,
                      const posterior_config *cfg, posterior **p);
 void posterior_destroy(posterior **p); /* Not collective; accepts NULL, leaves NULL. */

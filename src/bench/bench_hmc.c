@@ -282,8 +282,6 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CHECK(K >= 2, CB_ERR_INPUT, "-chains must be at least 2 for R-hat (got %ld)", K);
   CB_CHECK(W >= 0 && S >= 20, CB_ERR_INPUT, "-samples must be >= 20 and -warmup >= 0");
   CB_CHECK(rhat_every >= 1, CB_ERR_INPUT, "-rhat_every must be at least 1 (got %ld)", rhat_every);
-  CB_CHECK(!rel_bias || (monotone && standardise), CB_ERR_INPUT,
-           "-relative_bias needs -engine_monotone and -standardise_features");
   CB_CHECK(!laplace || (map_starts > 0 && !have_w), CB_ERR_INPUT,
            "-laplace_metric needs a MAP start (-map_starts > 0, no -weights)");
   int ghost = a.model == WEIGHTS_NPE ? npe_ghost_width(&a.npe) : 1;

@@ -179,8 +179,6 @@ static int read_options(options *o, infer_opts *p) {
            "-mass_threshold must be positive (got %g)", p->mth);
   CB_CHECK(p->start != START_FILE || p->have_weights, CB_ERR_INPUT,
            "-start file needs -weights FILE");
-  CB_CHECK(!p->relative_bias || (p->monotone && p->standardise), CB_ERR_INPUT,
-           "-relative_bias needs -engine_monotone and -standardise_features");
   CB_CHECK(!p->laplace || p->start == START_MAP, CB_ERR_INPUT,
            "-laplace_metric needs -start map (the Laplace covariance is taken at the MAP)");
   if (!have_ck) snprintf(p->ckpt, sizeof p->ckpt, "%s.ckpt", p->out);

@@ -506,16 +506,22 @@ static int mams_ess_sums(hmc *h, double su[2]) {
   return CB_OK;
 }
 
+/* The end of warm-up's values: eps from the dual-averaging mean ln eps xbar (when learnt) and
+ * MAMS's L from the sums su of mams_ess_sums (when any); one chain's, or the pooled ones. */
+static void warmup_set(hmc *h, bool learnt, double xbar, const double su[2]) {
+  if (h->cfg.adapt_step && learnt) h->s.eps = exp(xbar);
+  if (su[1] > 0) h->s.traj_len = h->cfg.mams_l_factor * su[0] / su[1];
+}
+
 static int warmup_end(hmc *h) {
   h->s.warm = 0;
   if (h->cfg.pool_chains) { /* step size and L from every chain: hmc_pool */
     h->s.pool |= POOL_END;
     return CB_OK;
   }
-  if (h->cfg.adapt_step && h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
   double su[2];
   CB_CALL(mams_ess_sums(h, su));
-  if (su[1] > 0) h->s.traj_len = h->cfg.mams_l_factor * su[0] / su[1];
+  warmup_set(h, h->s.da_count > 0, h->s.da_xbar, su);
   return CB_OK;
 }
 
@@ -535,9 +541,9 @@ static int window_close(hmc *h) {
 }
 
 /* The end of the slow phase of the quasi-Newton variant: B is frozen from here, the step size
- * learnt afresh for it, from the averaged one. */
-static void bfgs_freeze(hmc *h) {
-  if (h->s.da_count > 0) h->s.eps = exp(h->s.da_xbar);
+ * learnt afresh for it, from the averaged one xbar (when learnt; the chain's own or pooled). */
+static void bfgs_freeze(hmc *h, bool learnt, double xbar) {
+  if (learnt) h->s.eps = exp(xbar);
   da_restart(h);
 }
 
@@ -564,7 +570,7 @@ static int adapt(hmc *h, double accept_prob, double traj_time) {
     if (h->cfg.pool_chains)
       h->s.pool |= POOL_FREEZE;
     else
-      bfgs_freeze(h);
+      bfgs_freeze(h, h->s.da_count > 0, h->s.da_xbar);
   }
   if (h->cfg.algorithm == HMC_ALG_MAMS && i >= h->s.slow_end &&
       h->s.mams_n < (int64_t)h->mams_cap) {
@@ -632,14 +638,10 @@ static int pool_apply(hmc *h, const double *x) {
     if (h->cfg.adapt_step) h->s.eps = exp(x[1] / K); /* the geometric mean step size */
     CB_CALL(window_close(h));
   }
-  if (bits & POOL_FREEZE) { /* each chain keeps its own B; the step size is pooled */
-    if (x[3] > 0) h->s.eps = exp(x[2] / x[3]);
-    da_restart(h);
-  }
-  if (bits & POOL_END) {
-    if (h->cfg.adapt_step && x[3] > 0) h->s.eps = exp(x[2] / x[3]);
-    if (x[5] > 0) h->s.traj_len = h->cfg.mams_l_factor * x[4] / x[5];
-  }
+  const bool learnt = x[3] > 0;
+  const double xbar = learnt ? x[2] / x[3] : 0;
+  if (bits & POOL_FREEZE) bfgs_freeze(h, learnt, xbar); /* each chain keeps its own B */
+  if (bits & POOL_END) warmup_set(h, learnt, xbar, x + 4);
   return CB_OK;
 }
 

@@ -79,6 +79,8 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
   *out = NULL;
   CB_CHECK(cfg->prior_sigma > 0 && isfinite(cfg->prior_sigma), CB_ERR_INPUT,
            "the prior width -prior_sigma must be positive (got %g)", cfg->prior_sigma);
+  CB_CHECK(!cfg->relative_bias || (cfg->monotone && cfg->standardise), CB_ERR_INPUT,
+           "-relative_bias needs -engine_monotone and -standardise_features");
   CB_CHECK(!cfg->monotone || a->model == WEIGHTS_NPE, CB_ERR_INPUT,
            "-engine_monotone needs the npe model (the power law has no engine)");
   posterior *p = calloc(1, sizeof *p);
