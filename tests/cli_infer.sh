@@ -199,7 +199,11 @@ ok = [r["variant"] for r in rows] == ["diag", "mams"] and all(
     and float(r["cpu_seconds"]) > 0 and float(r["map_seconds"]) > 0 and int(r["samples"]) == 20
     and (int(r["draws_to_rhat"]) == -1 or int(r["draws_to_rhat"]) == 20)
     and (float(r["seconds_to_rhat"]) == -1) == (int(r["grads_to_rhat"]) == -1)
-    and float(r["rhat_lp"]) > 0.9 and float(r["rhat_weights_max"]) > 0.9 for r in rows)
+    and float(r["rhat_lp"]) > 0.9 and float(r["rhat_weights_max"]) > 0.9
+    and 0 < int(r["sampling_grads"]) < int(r["grads"])
+    and abs(float(r["ess_lp_per_1000_sampling_grads"])
+            - 1000 * float(r["ess_lp"]) / int(r["sampling_grads"]))
+        <= 1000 * 0.05 / int(r["sampling_grads"]) + 1e-3 for r in rows)  # ess_lp has 1 decimal
 if not ok: print("FAIL: bench hmc rows:", rows); sys.exit(1)
 PYEOF
 

@@ -10,6 +10,9 @@
  *   (ln_extra = -610: the per-voxel path) and 9 halos in 6 voxels, against the per-voxel
  *   functions (mdn_forward, mdn_nbar, mdn_ln_dndlnm, mdn_backward) voxel by voxel: counts,
  *   ln dn/dlnM, d/dw and d/dpsi to 1e-12, on both paths; and the two paths against each other.
+ * - mdn_dndlnm_row (the posterior's mass function) on 11 voxels at 3 masses, G = 3, P = 2, with
+ *   a voxel whose alpha underflows (the per-voxel path), against exp(mdn_ln_dndlnm) voxel by
+ *   voxel to 1e-12 relative, on both paths.
  * - ln L with both gradients for the paper's engine on a 10^3 grid (rows of 10: two blocks
  *   and a tail) with a mask, on both paths and on rank 0 alone: all four agree to 1e-12 (value,
  *   d lnL / dw, d lnL / d delta relative to their largest entry).
@@ -272,6 +275,32 @@ static void test_loglike(MPI_Comm comm) {
   }
 }
 
+/* mdn_dndlnm_row against exp(mdn_ln_dndlnm) voxel by voxel, on both paths. */
+static void test_dndlnm_row(void) {
+  mdn_config c;
+  double w[3 * G * (P + 1)], psi[P * NR], ext[NR], hu[NH];
+  size_t hk[NH];
+  row_inputs(&c, w, psi, ext, hk, hu);
+  w[1] = 100;         /* a_1 of feature 1: Gaussian 1's alpha is e^-800 in voxel 4 alone, */
+  psi[NR + 4] = -8.0; /* which takes the per-voxel path (the other lanes stay vectorised) */
+  const double u[3] = {log(2.5e12), log(3e13), log(4e14)};
+  double got[NR * 3], want[NR * 3];
+  for (int k = 0; k < NR; k++) {
+    mdn_voxel v;
+    mdn_forward(&c, w, psi + k, NR, &v);
+    for (int m = 0; m < 3; m++) want[k * 3 + m] = exp(mdn_ln_dndlnm(&c, &v, u[m], 0, NULL));
+  }
+  for (int vec = 0; vec < 2; vec++) {
+    bool was = vmath_set_vector(vec);
+    mdn_dndlnm_row(&c, w, psi, NR, NR, 3, u, got);
+    vmath_set_vector(was);
+    for (int k = 0; k < NR * 3; k++)
+      TEST_CHECK(fabs(got[k] - want[k]) <= 1e-12 * fabs(want[k]) && want[k] > 0,
+                 "dndlnm_row (%s path) voxel %d mass %d: %.17g, want %.17g",
+                 vec ? "vector" : "plain", k / 3, k % 3, got[k], want[k]);
+  }
+}
+
 int main(int argc, char **argv) {
   MPI_Comm comm;
   testing_init(&argc, &argv, &comm);
@@ -281,6 +310,7 @@ int main(int argc, char **argv) {
   test_arrays(0);
   test_arrays(1);
   test_row();
+  test_dndlnm_row();
   test_loglike(comm);
   return testing_finish();
 }

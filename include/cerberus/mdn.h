@@ -100,6 +100,13 @@ double mdn_row(const mdn_config *cfg, const double *w, const double *psi, ptrdif
                size_t nh, const size_t *hk, size_t hbase, const double *hu, double *hld,
                double *grad_w, double *dpsi, double *nb, double *ws);
 
+/* dn/dlnM (M | v) (not its log) at the nm masses u[m] = ln M_m for the n voxels of a row with
+ * features psi[c * stride + k]: out[k * nm + m]. The value of exp(mdn_ln_dndlnm) to rounding,
+ * computed directly four voxels at a time where the numbers allow (the rest one by one
+ * through mdn_forward and mdn_ln_dndlnm). Not collective. */
+void mdn_dndlnm_row(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,
+                    ptrdiff_t n, int nm, const double *u, double *out);
+
 /* Reverse pass of mdn_forward: ADDS d lnL / d w into grad_w (may be NULL) and
  * d lnL / d psi into dpsi[c * stride] (may be NULL). */
 void mdn_backward(const mdn_config *cfg, const double *w, const double *psi, ptrdiff_t stride,

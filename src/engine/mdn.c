@@ -487,6 +487,85 @@ VMATH_AVX2 static double row_avx2(const row_args *r) {
 }
 #endif
 
+/* ---- dn/dlnM at a few masses for a row of voxels: mdn_dndlnm_row ----
+ * The head four voxels at a time as in row_body (softplus values from one exp and one log
+ * each), then sum_i alpha_i e^(-t^2/2) / (sqrt(2 pi) sigma_i) directly, one four-lane exp per
+ * Gaussian and mass. A voxel whose alpha leaves (1e-250, 1e250) or whose values are not finite,
+ * and the last n % 4 voxels, go through mdn_forward and mdn_ln_dndlnm one by one. */
+static void dndlnm_one(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                       int nm, const double *u, double *out) {
+  mdn_voxel v;
+  mdn_forward(c, w, psi, stride, &v);
+  for (int m = 0; m < nm; m++) out[m] = exp(mdn_ln_dndlnm(c, &v, u[m], 0, NULL));
+}
+
+VMATH_INLINE void dndlnm_body(const mdn_config *c, const double *w, const double *psi,
+                              ptrdiff_t stride, ptrdiff_t n, int nm, const double *u, double *out,
+                              lane_fn vexp, lane_fn vlog) {
+  const int G = c->n_gauss, P = c->n_features;
+  const size_t GP = (size_t)G * P;
+  const double *coef[3] = {w, w + GP + G, w + 2 * GP + 2 * G};
+  const double *bias[3] = {w + GP, w + 2 * GP + G, w + 3 * GP + 2 * G};
+  double lnA0, lnM0, s_off;
+  offsets(c, &lnA0, &lnM0, &s_off);
+  const ptrdiff_t n4 = n - n % 4;
+  const v4 smin = bc4(c->sigma_min), zero = bc4(0.0);
+  for (ptrdiff_t k = 0; k < n4; k += 4) {
+    v4 al[MDN_MAX_G], mu[MDN_MAX_G], sg[MDN_MAX_G], s;
+    m4 fast = (m4){-1, -1, -1, -1};
+    for (int i = 0; i < G; i++) {
+      v4 da = zero, dm = zero, ds = zero;
+      for (int p = 0; p < P; p++) {
+        const v4 xp = ld4(psi + p * stride + k); /* P > 0: psi is not NULL */
+        da += coef[0][i * P + p] * xp;
+        dm += coef[1][i * P + p] * xp;
+        ds += coef[2][i * P + p] * xp;
+      }
+      al[i] = softplus4(da + bias[0][i] + lnA0, &s, vexp, vlog);
+      const v4 ym = dm + bias[1][i];
+      mu[i] = i == 0 ? ym + lnM0 : mu[i - 1] + softplus4(ym, &s, vexp, vlog);
+      sg[i] = smin + softplus4(ds + bias[2][i] + s_off, &s, vexp, vlog);
+      fast &= (al[i] > bc4(1e-250)) & (al[i] < bc4(1e250)) & (mu[i] == mu[i]) & (sg[i] == sg[i]) &
+              (mu[i] > bc4(-1e300)) & (mu[i] < bc4(1e300)) & (sg[i] < bc4(1e300));
+    }
+    for (int m = 0; m < nm; m++) {
+      v4 sum = zero;
+      for (int i = 0; i < G; i++) {
+        const v4 t = (u[m] - mu[i]) / sg[i];
+        sum += al[i] / sg[i] * lane(vexp, -0.5 * t * t - LN_2PI_HALF);
+      }
+      for (int l = 0; l < 4; l++) out[(k + l) * nm + m] = sum[l];
+    }
+    for (int l = 0; l < 4; l++)
+      if (!fast[l]) dndlnm_one(c, w, psi ? psi + k + l : NULL, stride, nm, u, out + (k + l) * nm);
+  }
+  for (ptrdiff_t k = n4; k < n; k++)
+    dndlnm_one(c, w, psi ? psi + k : NULL, stride, nm, u, out + k * nm);
+}
+
+static void dndlnm_c(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                     ptrdiff_t n, int nm, const double *u, double *out) {
+  dndlnm_body(c, w, psi, stride, n, nm, u, out, vmath4_exp_c, vmath4_log_c);
+}
+#ifdef CERBERUS_HAVE_MVEC
+VMATH_AVX2 static void dndlnm_avx2(const mdn_config *c, const double *w, const double *psi,
+                                   ptrdiff_t stride, ptrdiff_t n, int nm, const double *u,
+                                   double *out) {
+  dndlnm_body(c, w, psi, stride, n, nm, u, out, vmath4_exp_avx2, vmath4_log_avx2);
+}
+#endif
+
+void mdn_dndlnm_row(const mdn_config *c, const double *w, const double *psi, ptrdiff_t stride,
+                    ptrdiff_t n, int nm, const double *u, double *out) {
+#ifdef CERBERUS_HAVE_MVEC
+  if (vmath_vector()) {
+    dndlnm_avx2(c, w, psi, stride, n, nm, u, out);
+    return;
+  }
+#endif
+  dndlnm_c(c, w, psi, stride, n, nm, u, out);
+}
+
 size_t mdn_row_workspace(const mdn_config *c, ptrdiff_t n) {
   (void)n;
   return (size_t)12 * c->n_gauss * ((size_t)c->n_features + 1);

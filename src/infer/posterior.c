@@ -469,17 +469,19 @@ int posterior_mass_function_weights(posterior *p, const double *w, double *mf) {
   const double eps = p->a.npe.eps;
   double u[POSTERIOR_MF_MASSES], sum[POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES] = {0};
   for (int m = 0; m < POSTERIOR_MF_MASSES; m++) u[m] = log(p->masses[m]);
-  for (ptrdiff_t q = 0; q < p->f->local_n0; q++)
+  const int NM = POSTERIOR_MF_MASSES;
+  double *dn = malloc((size_t)nn * NM * sizeof *dn); /* a plane's dn/dlnM at the masses */
+  CB_CHECK(dn, CB_ERR_MEM, "posterior: out of memory for the mass function");
+  for (ptrdiff_t q = 0; q < p->f->local_n0; q++) {
+    mdn_dndlnm_row(&p->a.mdn, head, P ? psi + (size_t)q * (size_t)P * (size_t)nn : NULL, nn, nn, NM,
+                   u, dn);
     for (ptrdiff_t jk = 0; jk < nn; jk++) {
-      size_t v = (size_t)(q * nn + jk);
-      mdn_voxel vox;
-      mdn_forward(&p->a.mdn, head, P ? psi + (size_t)q * (size_t)P * (size_t)nn + (size_t)jk : NULL,
-                  nn, &vox);
-      double extra = pl ? p->w[0] * log(1 + p->delta[v] + eps) : 0;
-      for (int m = 0; m < POSTERIOR_MF_MASSES; m++)
-        sum[p->bin[v] * POSTERIOR_MF_MASSES + m] +=
-            exp(mdn_ln_dndlnm(&p->a.mdn, &vox, u[m], 0, NULL) + extra);
+      const size_t v = (size_t)(q * nn + jk);
+      const double f = pl ? exp(p->w[0] * log(1 + p->delta[v] + eps)) : 1.0;
+      for (int m = 0; m < NM; m++) sum[p->bin[v] * NM + m] += f * dn[jk * NM + m];
     }
+  }
+  free(dn);
   field_allreduce_sum_n(p->f, sum, POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES);
   for (int b = 0; b < POSTERIOR_MF_BINS; b++)
     for (int m = 0; m < POSTERIOR_MF_MASSES; m++)
