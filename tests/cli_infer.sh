@@ -217,6 +217,8 @@ bad "-start file needs -weights" bs.h5 "$EXE" infer $O -start file -o bs.h5
 bad "-laplace_metric needs -start map" bl.h5 "$EXE" infer $O -laplace_metric -o bl.h5
 bad "no-such.h5" "" "$EXE" diagnose no-such.h5
 bad "-mams_mean_steps_max: 0 not in" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -mams_mean_steps_max 0
+bad "-n_steps: 99999999999 not in [1, 1024]" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -n_steps 99999999999
+bad "-n_steps: 0 not in [1, 1024]" bn.h5 "$EXE" infer $O -chains 1 -n_steps 0 -o bn.h5
 bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0
 bad "-laplace_metric needs a MAP start" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -laplace_metric -map_starts 0
 bad "-relative_bias needs -engine_monotone" br.h5 "$EXE" infer $O -relative_bias -o br.h5

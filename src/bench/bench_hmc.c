@@ -281,6 +281,8 @@ int bench_hmc(MPI_Comm comm, options *o) {
                        &base.pool_chains));
   CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
   CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory", 10, &ns));
+  CB_CHECK(ns >= 1 && ns <= base.max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
+           base.max_steps);
   base.n_steps = (int)ns;
   long mcap = base.mams_mean_steps_max;
   CB_CALL(options_int(o, "-mams_mean_steps_max", "MAMS: cap on L / eps", mcap, &mcap));

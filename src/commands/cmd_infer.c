@@ -124,6 +124,8 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_real(o, "-step_size", "initial step size eps_max", 0.05, &p->hmc.step_size));
   long ns = 10;
   CB_CALL(options_int(o, "-n_steps", "largest number of leapfrog steps n_max", 10, &ns));
+  CB_CHECK(ns >= 1 && ns <= p->hmc.max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
+           p->hmc.max_steps);
   p->hmc.n_steps = (int)ns;
   CB_CALL(options_bool(o, "-jitter", "jitter step size and number of steps", true, &p->hmc.jitter));
   CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", 0.8,
