@@ -5,7 +5,7 @@
  * apart, map_seconds, and not counted in grads), or from random starts N(0, 0.1^2) with
  * -map_starts 0, or from -weights FILE. The default mock is `cerberus mock -o mock.h5` (64^3,
  * 250 Mpc/h, st-pbs); -engine_monotone, -standardise_features, -relative_bias, -prior_sigma,
- * -pool_adaptation and the architecture options apply to every variant.
+ * -pool_adaptation, -target_accept and the architecture options apply to every variant.
  *
  * Variants (-variants, comma-separated): diag, dense, bfgs (HMC, leapfrog, with that metric;
  * bfgs is the quasi-Newton variant), mams (MAMS with a diagonal metric), mams_dense, unit.
@@ -280,6 +280,12 @@ int bench_hmc(MPI_Comm comm, options *o) {
                        "the chains adapt together: one step size and metric (hmc_pool)", false,
                        &base.pool_chains));
   CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
+  CB_CHECK(base.step_size > 0, CB_ERR_INPUT, "-step_size must be positive (got %g)",
+           base.step_size);
+  CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", 0.8,
+                       &base.target_accept));
+  CB_CHECK(base.target_accept > 0 && base.target_accept < 1, CB_ERR_INPUT,
+           "-target_accept: %g not in (0, 1)", base.target_accept);
   CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory", 10, &ns));
   CB_CHECK(ns >= 1 && ns <= base.max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
            base.max_steps);
