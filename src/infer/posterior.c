@@ -41,6 +41,7 @@ struct posterior {
   double *u;               /* d(ln p) / d psi through m and s (the psi layout) */
   const double *psi;       /* the engine's features at te */
   int *bin;                /* [n_real_local] density bin of each owned voxel */
+  double *dn;              /* [n^2 POSTERIOR_MF_MASSES] a plane's dn/dlnM at the masses */
   double edges[POSTERIOR_MF_BINS + 1], masses[POSTERIOR_MF_MASSES];
   double nvox[POSTERIOR_MF_BINS];
   long n_eval;
@@ -65,6 +66,7 @@ void posterior_destroy(posterior **pp) {
   free(p->w);
   free(p->gw);
   free(p->bin);
+  free(p->dn);
   free(p->m);
   free(p->s);
   free(p->te);
@@ -95,6 +97,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
   p->w = calloc(p->dim, sizeof *p->w);
   p->gw = calloc(p->dim, sizeof *p->gw);
   p->bin = calloc(f->n_real_local ? (size_t)f->n_real_local : 1, sizeof *p->bin);
+  p->dn = malloc((size_t)f->n * (size_t)f->n * POSTERIOR_MF_MASSES * sizeof *p->dn);
   p->ne = a->model == WEIGHTS_POWERLAW ? 1 : npe_n_weights(&a->npe);
   p->P = a->mdn.n_features;
   p->std = cfg->standardise && a->model == WEIGHTS_NPE && p->P > 0;
@@ -111,7 +114,7 @@ int posterior_create(field *f, likelihood *lk, const double *delta, const weight
     p->u = calloc(f->n_real_local ? (size_t)f->n_real_local * (size_t)p->P : 1, sizeof *p->u);
   }
   p->rel = malloc(p->ne * sizeof *p->rel);
-  if (!p->mono || !p->w || !p->gw || !p->bin || !p->rel ||
+  if (!p->mono || !p->w || !p->gw || !p->bin || !p->dn || !p->rel ||
       (p->std && (!p->m || !p->s || !p->te || !p->ge || !p->u))) {
     posterior_destroy(&p);
     return CB_ERROR(CB_ERR_MEM, "out of memory for the posterior");
@@ -470,8 +473,7 @@ int posterior_mass_function_weights(posterior *p, const double *w, double *mf) {
   double u[POSTERIOR_MF_MASSES], sum[POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES] = {0};
   for (int m = 0; m < POSTERIOR_MF_MASSES; m++) u[m] = log(p->masses[m]);
   const int NM = POSTERIOR_MF_MASSES;
-  double *dn = malloc((size_t)nn * NM * sizeof *dn); /* a plane's dn/dlnM at the masses */
-  CB_CHECK(dn, CB_ERR_MEM, "posterior: out of memory for the mass function");
+  double *dn = p->dn;
   for (ptrdiff_t q = 0; q < p->f->local_n0; q++) {
     mdn_dndlnm_row(&p->a.mdn, head, P ? psi + (size_t)q * (size_t)P * (size_t)nn : NULL, nn, nn, NM,
                    u, dn);
@@ -481,7 +483,6 @@ int posterior_mass_function_weights(posterior *p, const double *w, double *mf) {
       for (int m = 0; m < NM; m++) sum[p->bin[v] * NM + m] += f * dn[jk * NM + m];
     }
   }
-  free(dn);
   field_allreduce_sum_n(p->f, sum, POSTERIOR_MF_BINS * POSTERIOR_MF_MASSES);
   for (int b = 0; b < POSTERIOR_MF_BINS; b++)
     for (int m = 0; m < POSTERIOR_MF_MASSES; m++)
