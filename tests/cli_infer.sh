@@ -222,6 +222,8 @@ bad "-n_steps: 0 not in [1, 1024]" bn.h5 "$EXE" infer $O -chains 1 -n_steps 0 -o
 bad "-target_accept: 1.2 not in (0, 1)" bt.h5 "$EXE" infer $O -chains 1 -target_accept 1.2 -o bt.h5
 bad "-target_accept: 0 not in (0, 1)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -target_accept 0
 bad "-step_size must be positive (got 0)" be.h5 "$EXE" infer $O -chains 1 -step_size 0 -o be.h5
+bad "-seed must be non-negative (got -1)" bsd.h5 "$EXE" infer $O -chains 1 -seed -1 -o bsd.h5
+bad "-seed must be non-negative (got -2)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -seed -2
 bad "-rhat_every must be at least 1 (got 0)" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -rhat_every 0
 bad "-laplace_metric needs a MAP start" "" "$EXE" bench hmc -field mock.h5 -catalogue mock.h5 -laplace_metric -map_starts 0
 bad "-relative_bias needs -engine_monotone" br.h5 "$EXE" infer $O -relative_bias -o br.h5

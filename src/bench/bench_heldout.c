@@ -95,6 +95,7 @@ static int read_config(options *o, heldout_cfg *c) {
   CB_CALL(
       options_real(o, "-init_scale", "starts: N(0, init_scale^2) weights", 0.1, &c->mc.init_scale));
   CB_CALL(options_int(o, "-seed", "seed of the MAP starts", 1, &seed));
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   c->mc.seed = (unsigned long)seed;
   CB_CALL(options_string(o, "-o_prefix", "write fit i's weights to PREFIX<i>.h5", NULL, c->prefix,
                          sizeof c->prefix, &c->have_prefix));

@@ -269,6 +269,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_int(o, "-warmup", "warm-up steps", 200, &W));
   CB_CALL(options_int(o, "-samples", "samples after warm-up", 200, &S));
   CB_CALL(options_int(o, "-seed", "seed (chain c: seed + c)", 1, &seed));
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   long rhat_every = 50;
   bool stop = false;
   CB_CALL(options_int(o, "-rhat_every", "draws between R-hat checks", 50, &rhat_every));

@@ -107,6 +107,7 @@ static int train_run(options *o, MPI_Comm comm) {
   cfg.n_batches = (int)nbatch;
   CB_CALL(options_int(o, "-group_size", "ranks per simulation group", 1, &gsize));
   CB_CALL(options_int(o, "-seed", "campaign seed of the simulations", 1, &seed));
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   CB_CALL(options_int(o, "-init_seed", "seed of the initial weights", 1, &init_seed));
   CB_CALL(options_string(o, "-o", "output network file (HDF5)", NULL, out, sizeof out, NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing output", false, &overwrite));
@@ -346,6 +347,7 @@ static int simulate_run(options *o, MPI_Comm comm) {
   CB_CALL(options_real_array(o, "-theta", "parameters (default: the simulator's fiducial)", th, &n,
                              IMNN_MAX_PARAMS, &set));
   CB_CALL(options_int(o, "-seed", "seed of the simulation", 1, &seed));
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   CB_CALL(options_string(o, "-dataset", "dataset (default /delta for fields, /data for vectors)",
                          NULL, dset, sizeof dset, &have_dset));
   CB_CALL(options_string(o, "-o", "output file (HDF5)", NULL, out, sizeof out, NULL));

@@ -112,6 +112,7 @@ static int read_options(options *o, infer_opts *p) {
   CB_CALL(options_int(o, "-chains", "number of chains", 4, &p->chains));
   CB_CALL(
       options_int(o, "-seed", "seed (chain c uses seed + c; the starts seed + 7919)", 1, &p->seed));
+  CB_CHECK(p->seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", p->seed);
   CB_CALL(options_int(o, "-warmup", "warm-up steps per chain", 200, &p->warmup));
   CB_CALL(options_int(o, "-samples", "samples per chain after warm-up", 500, &p->samples));
   hmc_config_default(&p->hmc);

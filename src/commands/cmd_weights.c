@@ -31,6 +31,7 @@ static int weights_init(options *o, MPI_Comm comm) {
   CB_CALL(weights_arch_from_options(o, &a));
   CB_CALL(options_bool(o, "-random", "random weights instead of zeros", false, &random));
   CB_CALL(options_int(o, "-seed", "seed of the random weights", 1, &seed));
+  CB_CHECK(seed >= 0, CB_ERR_INPUT, "-seed must be non-negative (got %ld)", seed);
   CB_CALL(options_real(o, "-scale", "standard deviation of the random weights", 0.3, &scale));
   CB_CALL(options_string(o, "-o", "output weights file (HDF5)", NULL, out, sizeof out, NULL));
   CB_CALL(options_bool(o, "-overwrite", "replace an existing output", false, &overwrite));
