@@ -15,10 +15,12 @@
 #    one inverse mass matrix (and without pooling with three);
 #  - a truncated newest checkpoint: the previous one is used, with a warning, and the result is
 #    still the straight run's;
-#  - MAP starts, -start file, a two-channel monotone engine on 2 ranks; bench hmc's rows;
+#  - MAP starts, -start file, a two-channel monotone engine on 2 ranks; bench hmc's rows (ESS
+#    per 1000 gradients of the whole run and of the sampling phase);
 #  - bad inputs one by one: field and catalogue of different boxes, -chains 0, -resume with no
 #    checkpoint, a weights file of another architecture, an option differing at -resume,
-#    -start file without -weights, a diagnose of a missing file.
+#    -start file without -weights, a diagnose of a missing file, -n_steps, -target_accept,
+#    -step_size and -seed out of range (infer and bench hmc).
 PY=/usr/bin/python3
 $PY -c "import h5py, numpy, xarray, netCDF4" 2>/dev/null ||
   { echo "SKIP: python3 with h5py, numpy, xarray and netCDF4 needed"; exit 77; }
