@@ -150,6 +150,12 @@ void hmc_config_default(hmc_config *cfg);
 /* CB_ERR_INPUT with a line naming the bad field. Not collective. */
 int hmc_config_check(const hmc_config *cfg, size_t dim);
 
+/* The trajectory options every sampler command shares, read into cfg and checked with lines
+ * naming them: -step_size (eps_max, > 0), -n_steps (n_max, in [1, max_steps]) and
+ * -target_accept (in (0, 1)); cfg's values are the defaults. */
+struct options;
+int hmc_config_options(struct options *o, hmc_config *cfg);
+
 typedef struct hmc_step_info {
   bool accepted;       /* the proposal was accepted */
   double accept_prob;  /* min(1, exp(-dH)), 0 for a diverging trajectory */

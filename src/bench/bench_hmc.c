@@ -235,7 +235,7 @@ int bench_hmc(MPI_Comm comm, options *o) {
   char fpath[4096], cpath[4096], wpath[4096], variants[256];
   bool monotone = false, standardise = false, have_w = false, laplace = false, rel_bias = false;
   double *cov = NULL; /* the Laplace covariance at the MAP */
-  long K = 4, W = 200, S = 200, seed = 1, ns = 10;
+  long K = 4, W = 200, S = 200, seed = 1;
   weights_arch a;
   CB_CALL(options_string(o, "-field", "density field file (/delta), e.g. a mock", "mock.h5", fpath,
                          sizeof fpath, NULL));
@@ -280,17 +280,8 @@ int bench_hmc(MPI_Comm comm, options *o) {
   CB_CALL(options_bool(o, "-pool_adaptation",
                        "the chains adapt together: one step size and metric (hmc_pool)", false,
                        &base.pool_chains));
-  CB_CALL(options_real(o, "-step_size", "initial step size", 0.05, &base.step_size));
-  CB_CHECK(base.step_size > 0, CB_ERR_INPUT, "-step_size must be positive (got %g)",
-           base.step_size);
-  CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", 0.8,
-                       &base.target_accept));
-  CB_CHECK(base.target_accept > 0 && base.target_accept < 1, CB_ERR_INPUT,
-           "-target_accept: %g not in (0, 1)", base.target_accept);
-  CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory", 10, &ns));
-  CB_CHECK(ns >= 1 && ns <= base.max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
-           base.max_steps);
-  base.n_steps = (int)ns;
+  base.step_size = 0.05;
+  CB_CALL(hmc_config_options(o, &base)); /* -step_size, -n_steps, -target_accept */
   long mcap = base.mams_mean_steps_max;
   CB_CALL(options_int(o, "-mams_mean_steps_max", "MAMS: cap on L / eps", mcap, &mcap));
   CB_CHECK(mcap >= 1 && mcap <= 100000, CB_ERR_INPUT, "-mams_mean_steps_max: %ld not in [1, 1e5]",

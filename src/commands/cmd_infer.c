@@ -122,19 +122,9 @@ static int read_options(options *o, infer_opts *p) {
                          &p->hmc.integrator));
   CB_CALL(options_choice(o, "-metric", "mass matrix: unit, diag, dense or bfgs (quasi-Newton)",
                          HMC_METRIC_CHOICES, "diag", &p->hmc.metric));
-  CB_CALL(options_real(o, "-step_size", "initial step size eps_max", 0.05, &p->hmc.step_size));
-  CB_CHECK(p->hmc.step_size > 0, CB_ERR_INPUT, "-step_size must be positive (got %g)",
-           p->hmc.step_size);
-  long ns = 10;
-  CB_CALL(options_int(o, "-n_steps", "largest number of leapfrog steps n_max", 10, &ns));
-  CB_CHECK(ns >= 1 && ns <= p->hmc.max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
-           p->hmc.max_steps);
-  p->hmc.n_steps = (int)ns;
+  p->hmc.step_size = 0.05;
+  CB_CALL(hmc_config_options(o, &p->hmc)); /* -step_size, -n_steps, -target_accept */
   CB_CALL(options_bool(o, "-jitter", "jitter step size and number of steps", true, &p->hmc.jitter));
-  CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", 0.8,
-                       &p->hmc.target_accept));
-  CB_CHECK(p->hmc.target_accept > 0 && p->hmc.target_accept < 1, CB_ERR_INPUT,
-           "-target_accept: %g not in (0, 1)", p->hmc.target_accept);
   CB_CALL(options_bool(o, "-pool_adaptation",
                        "the chains adapt together: at each adaptation point of the warm-up all "
                        "adopt one metric (from every chain's draws) and one step size",

@@ -35,6 +35,7 @@
 #include "cerberus/hmc.h"
 
 #include "cerberus/diagnose.h"
+#include "cerberus/options.h"
 #include "cerberus/status.h"
 
 #include <gsl/gsl_blas.h>
@@ -150,6 +151,21 @@ void hmc_config_default(hmc_config *c) {
   c->max_steps = 1024;
   c->pool_chains = false;
   c->seed = 1;
+}
+
+int hmc_config_options(struct options *o, hmc_config *c) {
+  CB_CALL(options_real(o, "-step_size", "initial step size eps_max", c->step_size, &c->step_size));
+  CB_CHECK(c->step_size > 0, CB_ERR_INPUT, "-step_size must be positive (got %g)", c->step_size);
+  long ns = c->n_steps;
+  CB_CALL(options_int(o, "-n_steps", "largest number of steps a trajectory n_max", ns, &ns));
+  CB_CHECK(ns >= 1 && ns <= c->max_steps, CB_ERR_INPUT, "-n_steps: %ld not in [1, %d]", ns,
+           c->max_steps);
+  c->n_steps = (int)ns;
+  CB_CALL(options_real(o, "-target_accept", "dual-averaging target acceptance", c->target_accept,
+                       &c->target_accept));
+  CB_CHECK(c->target_accept > 0 && c->target_accept < 1, CB_ERR_INPUT,
+           "-target_accept: %g not in (0, 1)", c->target_accept);
+  return CB_OK;
 }
 
 int hmc_config_check(const hmc_config *c, size_t dim) {
